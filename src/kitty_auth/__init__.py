@@ -1,0 +1,80 @@
+"""kitty-auth: authentication for the spec-kitty CLI (login, token refresh, ws tokens).
+
+Public API (``__all__``): AuthClient, CredentialStore, WebSocketClient, the error tree rooted
+at AuthError, and the model values they return. The facades are imported on first use so
+that importing this package (and running ``spec-kitty auth status``) stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kitty_auth.domain.errors import (
+    AuthError,
+    CorruptCredentialsError,
+    CredentialsFileError,
+    CredentialsLockTimeoutError,
+    InvalidCredentialsError,
+    InvalidInputError,
+    InvalidServerUrlError,
+    MalformedResponseError,
+    NetworkError,
+    NotAuthenticatedError,
+    RateLimitedError,
+    ServerError,
+    ServerUnavailableError,
+    SessionExpiredError,
+    TLSVerificationError,
+    TransientServerError,
+    UnexpectedStatusError,
+    WebSocketError,
+)
+from kitty_auth.domain.model import Credentials, TokenPair, WsToken
+
+if TYPE_CHECKING:
+    from kitty_auth.entrypoints.library import AuthClient, CredentialStore
+    from kitty_auth.entrypoints.websocket import WebSocketClient
+
+__all__ = [
+    "AuthClient",
+    "AuthError",
+    "CorruptCredentialsError",
+    "CredentialStore",
+    "Credentials",
+    "CredentialsFileError",
+    "CredentialsLockTimeoutError",
+    "InvalidCredentialsError",
+    "InvalidInputError",
+    "InvalidServerUrlError",
+    "MalformedResponseError",
+    "NetworkError",
+    "NotAuthenticatedError",
+    "RateLimitedError",
+    "ServerError",
+    "ServerUnavailableError",
+    "SessionExpiredError",
+    "TLSVerificationError",
+    "TokenPair",
+    "TransientServerError",
+    "UnexpectedStatusError",
+    "WebSocketClient",
+    "WebSocketError",
+    "WsToken",
+]
+
+_LAZY = {
+    "AuthClient": "kitty_auth.entrypoints.library",
+    "CredentialStore": "kitty_auth.entrypoints.library",
+    "WebSocketClient": "kitty_auth.entrypoints.websocket",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kitty_auth' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,6 @@
+"""`python -m kitty_auth`: the same CLI as the `spec-kitty` console script."""
+
+from kitty_auth.entrypoints.cli import main
+
+if __name__ == "__main__":
+    main()

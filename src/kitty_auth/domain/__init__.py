@@ -1,0 +1,1 @@
+"""The domain: model, ports, use cases and errors of kitty-auth. Standard library only."""

@@ -1,0 +1,141 @@
+"""The one error tree of kitty-auth: every error the package raises derives from AuthError.
+
+AuthError
+ +-- NotAuthenticatedError           no usable session is stored
+ +-- SessionExpiredError             the refresh token was rejected or has expired
+ +-- InvalidCredentialsError         the server refused the username or password (401 on login)
+ +-- InvalidServerUrlError           the server URL is not an https:// URL we can use
+ +-- InvalidInputError               a value the user typed cannot be used (e.g. empty username)
+ +-- ServerError                     the server could not be used for this request
+ |    +-- TransientServerError       worth retrying later; a still-valid token stays usable
+ |    |    +-- NetworkError          connect error, timeout, DNS
+ |    |    +-- ServerUnavailableError  5xx
+ |    |    +-- RateLimitedError      429
+ |    +-- TLSVerificationError       the server's certificate could not be verified
+ |    +-- UnexpectedStatusError      any other status (a redirect, 400, 403...)
+ |    +-- MalformedResponseError     HTML, truncated JSON, missing or mistyped fields
+ |    +-- TokenRejectedError         401 on refresh / ws-token (a use case turns it into
+ |                                   SessionExpiredError after deciding what to keep)
+ +-- CredentialsFileError            the credentials file cannot be read or written safely
+ |    +-- CorruptCredentialsError    the file exists but is not a credentials file
+ |    +-- CredentialsLockTimeoutError  another process held the lock for too long
+ +-- WebSocketError                  the live-sync connection failed (not authentication)
+
+Each error's ``str()`` is the one sentence a user sees; it never contains a token or password.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AuthError(Exception):
+    """Base class of every error kitty-auth raises."""
+
+    message = "Authentication failed."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or type(self).message
+        super().__init__(self.message)
+
+
+class NotAuthenticatedError(AuthError):
+    message = "Not logged in. Run `spec-kitty auth login` first."
+
+
+class SessionExpiredError(AuthError):
+    message = "Session expired. Please log in again."
+
+
+class InvalidCredentialsError(AuthError):
+    message = "Invalid username or password"
+
+
+class InvalidServerUrlError(AuthError):
+    """Raised before any network traffic for a URL that is not a usable https:// URL."""
+
+
+class InvalidInputError(AuthError):
+    """A value typed by the user cannot be used."""
+
+
+class ServerError(AuthError):
+    message = "The server could not be used."
+
+
+class TransientServerError(ServerError):
+    """A failure worth retrying later; nothing stored was changed."""
+
+
+class NetworkError(TransientServerError):
+    message = "Cannot reach server. Check your connection."
+
+
+class ServerUnavailableError(TransientServerError):
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(f"Server temporarily unavailable (HTTP {status}); try again later.")
+
+
+class RateLimitedError(TransientServerError):
+    def __init__(self, status: int = 429) -> None:
+        self.status = status
+        super().__init__(
+            f"Server is limiting requests (HTTP {status}); wait a moment and try again."
+        )
+
+
+class TLSVerificationError(ServerError):
+    message = (
+        "The server's certificate could not be verified; check the server URL, "
+        "or set SSL_CERT_FILE to a CA bundle that signs it."
+    )
+
+
+class UnexpectedStatusError(ServerError):
+    def __init__(self, status: int, hint: str = "") -> None:
+        self.status = status
+        super().__init__(f"Server answered with unexpected HTTP status {status}{hint}.")
+
+
+class MalformedResponseError(ServerError):
+    message = "The server's response was not understood; check the server URL."
+
+
+class TokenRejectedError(ServerError):
+    """401 on refresh or ws-token: the presented token is no longer accepted."""
+
+    message = "Session expired. Please log in again."
+
+
+class CredentialsFileError(AuthError):
+    def __init__(self, path: Path | str, detail: str = "") -> None:
+        self.path = Path(path)
+        self.detail = detail
+        super().__init__(
+            f"Cannot access credentials file. Check permissions (chmod 600 {self.path})."
+        )
+
+
+class CorruptCredentialsError(CredentialsFileError):
+    def __init__(self, path: Path | str, detail: str = "") -> None:
+        super().__init__(path, detail)
+        self.message = (
+            f"The credentials file {self.path} is not valid; "
+            "run `spec-kitty auth login` to replace it."
+        )
+        self.args = (self.message,)
+
+
+class CredentialsLockTimeoutError(CredentialsFileError):
+    def __init__(self, path: Path | str, seconds: float) -> None:
+        super().__init__(path)
+        self.message = (
+            f"Another spec-kitty process held the credentials lock {self.path} "
+            f"for more than {seconds:g} s; try again."
+        )
+        self.args = (self.message,)
+
+
+class WebSocketError(AuthError):
+    message = "The live-sync connection failed."

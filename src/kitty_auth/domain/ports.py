@@ -1,0 +1,72 @@
+"""The ports: what the domain needs from the outside world, as Protocols adapters implement."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from kitty_auth.domain.model import Credentials, WsToken
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    """Raw tokens as the server returned them (the model turns them into a TokenPair)."""
+
+    access: str
+    refresh: str
+
+    def __repr__(self) -> str:
+        return "IssuedTokens(access=<redacted>, refresh=<redacted>)"
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time as an aware UTC datetime."""
+        ...
+
+
+class TokenGateway(Protocol):
+    """Talks to the server. Raises only domain errors (kitty_auth.domain.errors)."""
+
+    def obtain(self, server_url: str, username: str, password: str) -> IssuedTokens:
+        """POST /api/v1/token/. 401 -> InvalidCredentialsError."""
+        ...
+
+    def refresh(self, server_url: str, refresh_token: str) -> IssuedTokens:
+        """POST /api/v1/token/refresh/. 401 -> TokenRejectedError."""
+        ...
+
+    def ws_token(self, server_url: str, access_token: str) -> WsToken:
+        """POST /api/v1/ws-token/. 401 -> TokenRejectedError."""
+        ...
+
+
+class CredentialRepository(Protocol):
+    """Where the one stored session lives.
+
+    ``lock()`` is an exclusive, bounded-wait lock shared by every process on the machine;
+    holding it across read -> refresh -> write is what makes refresh single-flight. ``save``
+    and ``clear`` take the lock themselves (re-entrantly), so they are safe to call with or
+    without it. A reader never sees a partial file.
+    """
+
+    def load(self) -> Credentials | None:
+        """The stored session, None when none. CorruptCredentialsError when unparsable."""
+        ...
+
+    def save(self, credentials: Credentials) -> None: ...
+
+    def clear(self) -> bool:
+        """Remove the stored session; True when something was removed."""
+        ...
+
+    def lock(self) -> AbstractContextManager[None]: ...
+
+    @property
+    def location(self) -> str:
+        """Human-readable location (the file path) for messages."""
+        ...
+
+

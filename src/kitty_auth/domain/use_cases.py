@@ -1,0 +1,234 @@
+"""The use cases: Login, Logout, Status, EnsureFreshToken and ObtainWsToken, over the ports only."""
+
+from __future__ import annotations
+
+import logging
+
+from kitty_auth.domain.errors import (
+    CorruptCredentialsError,
+    CredentialsLockTimeoutError,
+    InvalidInputError,
+    NotAuthenticatedError,
+    SessionExpiredError,
+    TokenRejectedError,
+    TransientServerError,
+)
+from kitty_auth.domain.model import (
+    AccessDecision,
+    Credentials,
+    ExpiryPolicy,
+    StatusReport,
+    TokenPair,
+    WsToken,
+    normalize_server_url,
+)
+from kitty_auth.domain.ports import Clock, CredentialRepository, TokenGateway
+
+log = logging.getLogger("kitty_auth")
+
+
+def _load_or_none(repo: CredentialRepository) -> Credentials | None:
+    """A corrupt file counts as logged out (the contract), everything else propagates."""
+    try:
+        return repo.load()
+    except CorruptCredentialsError:
+        return None
+
+
+def check_username(username: str) -> str:
+    name = (username or "").strip()
+    if not name:
+        raise InvalidInputError("The username is empty; give the username you log in with.")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InvalidInputError("The username contains control characters.")
+    return name
+
+
+def check_password(password: str) -> str:
+    if not password:
+        raise InvalidInputError("The password is empty.")
+    return password
+
+
+class Login:
+    def __init__(self, repo: CredentialRepository, gateway: TokenGateway, clock: Clock) -> None:
+        self._repo, self._gateway, self._clock = repo, gateway, clock
+
+    def already_logged_in(self, server_url: str) -> Credentials | None:
+        """The stored session when it is still valid and was issued by ``server_url``."""
+        target = normalize_server_url(server_url)
+        current = _load_or_none(self._repo)
+        if current and current.is_authenticated(self._clock.now()) and current.issued_by(target):
+            return current
+        return None
+
+    def execute(self, server_url: str, username: str, password: str) -> Credentials:
+        """Obtain tokens and store them, replacing whatever session was stored."""
+        target = normalize_server_url(server_url)
+        name = check_username(username)
+        check_password(password)
+        requested_at = self._clock.now()
+        issued = self._gateway.obtain(target, name, password)
+        credentials = Credentials(
+            tokens=TokenPair.issued(issued.access, issued.refresh, requested_at),
+            username=name,
+            server_url=target,
+        )
+        self._repo.save(credentials)
+        log.info("logged in as %s at %s", name, target)
+        return credentials
+
+
+class Logout:
+    def __init__(self, repo: CredentialRepository) -> None:
+        self._repo = repo
+
+    def execute(self) -> bool:
+        removed = self._repo.clear()
+        log.info("logout: %s", "credentials removed" if removed else "nothing stored")
+        return removed
+
+
+class Status:
+    def __init__(self, repo: CredentialRepository, clock: Clock) -> None:
+        self._repo, self._clock = repo, clock
+
+    def execute(self) -> StatusReport:
+        try:
+            current = self._repo.load()
+        except CorruptCredentialsError as exc:
+            return StatusReport(authenticated=False, unreadable_file=str(exc.path))
+        if current is None:
+            return StatusReport(authenticated=False)
+        return StatusReport(authenticated=current.is_authenticated(self._clock.now()), credentials=current)
+
+
+class EnsureFreshToken:
+    """Return a usable access token, refreshing it at most once across all processes.
+
+    The fast path reads the file without the lock (writes are atomic renames, so a reader sees
+    the old or the new file). Otherwise, under the repository lock: re-read, use what another
+    process may just have stored, refresh, write. A 401 clears the session only when the file
+    still holds the refresh token that was rejected.
+    """
+
+    def __init__(
+        self,
+        repo: CredentialRepository,
+        gateway: TokenGateway,
+        clock: Clock,
+        policy: ExpiryPolicy | None = None,
+    ) -> None:
+        self._repo, self._gateway, self._clock = repo, gateway, clock
+        self._policy = policy or ExpiryPolicy()
+
+    def _stored(self) -> Credentials:
+        current = _load_or_none(self._repo)
+        if current is None:
+            raise NotAuthenticatedError()
+        return current
+
+    def _good_enough(self, creds: Credentials, rejected_access: str | None) -> bool:
+        if rejected_access is not None and creds.tokens.access == rejected_access:
+            return False
+        return creds.access_decision(self._clock.now(), self._policy) is AccessDecision.USE
+
+    def execute(self, *, force: bool = False, rejected_access: str | None = None) -> Credentials:
+        """The session with a usable access token.
+
+        ``force`` refreshes even a fresh token (unless another process refreshed since
+        ``rejected_access`` was read); ``rejected_access`` is a token the server just refused.
+        """
+        if not force:
+            current = self._stored()
+            if self._good_enough(current, rejected_access):
+                return current
+        try:
+            with self._repo.lock():
+                current = self._stored()  # re-read: another process may have refreshed
+                if rejected_access is not None and current.tokens.access != rejected_access:
+                    if self._policy.is_usable(
+                        current.tokens.access_expires_at, self._clock.now(), current.tokens.access_lifetime
+                    ):
+                        log.debug("using tokens another process stored")
+                        return current
+                elif not force and self._good_enough(current, rejected_access):
+                    log.debug("using tokens another process stored")
+                    return current
+                return self._refresh_locked(current, fallback_ok=rejected_access is None)
+        except CredentialsLockTimeoutError:
+            current = self._stored()
+            if rejected_access is None and self._policy.is_usable(
+                current.tokens.access_expires_at, self._clock.now(), current.tokens.access_lifetime
+            ):
+                log.warning("credentials lock busy; using the still-valid access token")
+                return current
+            raise
+
+    def refresh_with(self, refresh_token: str) -> Credentials:
+        """Refresh with an explicit refresh token (library ``refresh_tokens(token)``)."""
+        with self._repo.lock():
+            current = self._stored()
+            if current.tokens.refresh != refresh_token:
+                current = current.with_tokens(
+                    TokenPair(
+                        access=current.tokens.access,
+                        refresh=refresh_token,
+                        access_expires_at=current.tokens.access_expires_at,
+                        refresh_expires_at=current.tokens.refresh_expires_at,
+                    )
+                )
+            return self._refresh_locked(current, fallback_ok=False)
+
+    def _refresh_locked(self, current: Credentials, *, fallback_ok: bool) -> Credentials:
+        now = self._clock.now()
+        if not current.is_authenticated(now):
+            raise SessionExpiredError()
+        still_valid = fallback_ok and self._policy.is_usable(
+            current.tokens.access_expires_at, now, current.tokens.access_lifetime
+        )
+        try:
+            issued = self._gateway.refresh(current.server_url, current.tokens.refresh)
+        except TokenRejectedError:
+            self.forget_if_unchanged(current)
+            raise SessionExpiredError() from None
+        except TransientServerError as exc:
+            if still_valid:
+                log.warning("token refresh failed (%s); using the still-valid access token", exc)
+                return current
+            raise
+        refreshed = current.with_tokens(TokenPair.issued(issued.access, issued.refresh, now))
+        self._repo.save(refreshed)
+        log.info("access token refreshed")
+        return refreshed
+
+    def forget_if_unchanged(self, rejected: Credentials) -> None:
+        """End a session the server rejected, unless another process has stored newer tokens."""
+        with self._repo.lock():
+            on_disk = _load_or_none(self._repo)
+            if on_disk is not None and on_disk.tokens.refresh == rejected.tokens.refresh:
+                self._repo.clear()
+                log.info("session rejected by the server; credentials cleared")
+            elif on_disk is not None:
+                log.info("session rejected, but newer tokens are stored; keeping them")
+
+
+class ObtainWsToken:
+    """A ws token for the issuing server; a 401 gets one refresh and one retry."""
+
+    def __init__(self, ensure_fresh: EnsureFreshToken, gateway: TokenGateway) -> None:
+        self._ensure, self._gateway = ensure_fresh, gateway
+
+    def execute(self, access_token: str | None = None) -> WsToken:
+        creds = self._ensure.execute()
+        access = access_token or creds.tokens.access
+        try:
+            return self._gateway.ws_token(creds.server_url, access)
+        except TokenRejectedError:
+            log.info("ws-token answered 401; refreshing once and retrying")
+        creds = self._ensure.execute(rejected_access=access)
+        try:
+            return self._gateway.ws_token(creds.server_url, creds.tokens.access)
+        except TokenRejectedError:
+            self._ensure.forget_if_unchanged(creds)
+            raise SessionExpiredError() from None

@@ -1,0 +1,1 @@
+"""Entrypoints: the Click `auth` group and the library facade (AuthClient, CredentialStore)."""

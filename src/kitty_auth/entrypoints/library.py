@@ -1,0 +1,96 @@
+"""The library face for the spec-kitty host: AuthClient and CredentialStore over the use cases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from kitty_auth.container import Container, build_container, close_network, load_settings
+from kitty_auth.domain.errors import NotAuthenticatedError
+from kitty_auth.domain.model import Credentials, WsToken, normalize_server_url
+
+
+class AuthClient:
+    """Log in, refresh, and hand out access and ws tokens for one spec-kitty home.
+
+    ``server_url`` is used for logging in (default: the configured server); every refresh and
+    ws-token request goes to the server stored with the tokens. HTTP requests of one client
+    share one connection; call ``close()`` (or use ``with AuthClient() as c:``) when done.
+    """
+
+    def __init__(self, server_url: str | None = None, *, home: str | Path | None = None,
+                 container: Container | None = None) -> None:
+        if container is None:
+            container = build_container(load_settings(home=home) if home is not None else None)
+        self._container = container
+        self._server_url = server_url
+
+    @property
+    def server_url(self) -> str:
+        return normalize_server_url(self._server_url or self._container.settings().server_url)
+
+    def obtain_tokens(self, username: str, password: str) -> Credentials:
+        """Log in as `auth login --force` does: obtain the tokens and store them."""
+        return self._container.login().execute(self.server_url, username, password)
+
+    def refresh_tokens(self, refresh_token: str | None = None) -> Credentials:
+        """Refresh now (rotating the refresh token) and store the result."""
+        use_case = self._container.ensure_fresh_token()
+        if refresh_token is None:
+            return use_case.execute(force=True)
+        return use_case.refresh_with(refresh_token)
+
+    def obtain_ws_token(self, access_token: str | None = None) -> WsToken:
+        """A short-lived WebSocket token; a 401 gets one refresh and one retry."""
+        return self._container.obtain_ws_token().execute(access_token)
+
+    def is_authenticated(self) -> bool:
+        """True while a stored refresh token has not expired. No network."""
+        return self._container.status().execute().authenticated
+
+    def get_access_token(self) -> str:
+        """A valid access token, refreshed first when needed (at most one refresh machine-wide)."""
+        return self._container.ensure_fresh_token().execute().tokens.access
+
+    def reject_access_token(self, access_token: str) -> str:
+        """The server refused ``access_token``: return a replacement (refreshing once if needed)."""
+        return self._container.ensure_fresh_token().execute(rejected_access=access_token).tokens.access
+
+    def credentials(self) -> Credentials:
+        current = self._container.status().execute().credentials
+        if current is None:
+            raise NotAuthenticatedError()
+        return current
+
+    def clear_credentials(self) -> bool:
+        return self._container.logout().execute()
+
+    def close(self) -> None:
+        close_network(self._container)
+
+    def __enter__(self) -> AuthClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class CredentialStore:
+    """Direct access to the credentials file (the same safety rules as the CLI)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._repo = build_container(credentials_path=Path(path) if path is not None else None).repository()
+
+    @property
+    def path(self) -> str:
+        return self._repo.location
+
+    def load(self) -> Credentials | None:
+        return self._repo.load()
+
+    def save(self, credentials: Credentials) -> None:
+        self._repo.save(credentials)
+
+    def clear(self) -> bool:
+        return self._repo.clear()
