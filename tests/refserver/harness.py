@@ -1,0 +1,255 @@
+"""Starts, drives and stops the reference server from tests, using only the standard library.
+
+    with RefServer(tmp_dir) as server:
+        server.url, server.ca_path
+        server.add_fault("/api/v1/token/refresh/", status=503, count=1)
+        server.stats()["requests"]
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from refserver import (
+    CONTROL_PREFIX,
+    CONTROL_SECRET_HEADER,
+    DEFAULT_ACCESS_LIFETIME,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_REFRESH_LIFETIME,
+    DEMO_PASSWORD,
+    DEMO_USERNAME,
+)
+
+__all__ = ["DEMO_PASSWORD", "DEMO_USERNAME", "RefServer", "RefServerError"]
+
+SERVER_SCRIPT = Path(__file__).resolve().with_name("server.py")
+
+
+class RefServerError(RuntimeError):
+    """The reference server failed to start or a control call failed."""
+
+
+class RefServer:
+    """The reference server in a subprocess, with its control API."""
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        access_lifetime: float = DEFAULT_ACCESS_LIFETIME,
+        refresh_lifetime: float = DEFAULT_REFRESH_LIFETIME,
+        ping_interval: float = DEFAULT_PING_INTERVAL,
+        python: str = sys.executable,
+        *,
+        port: int = 0,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.access_lifetime = access_lifetime
+        self.refresh_lifetime = refresh_lifetime
+        self.ping_interval = ping_interval
+        self.python = python
+        self.port = port
+        self.start_timeout = start_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._ready: dict[str, Any] | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> RefServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    @property
+    def log_path(self) -> Path:
+        """The server's stdout and stderr."""
+        return self.state_dir / "server.log"
+
+    def start(self) -> None:
+        if self._process is not None:
+            raise RefServerError("the reference server is already running")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ready_path = self.state_dir / "ready.json"
+        ready_path.unlink(missing_ok=True)
+        command = [
+            self.python, str(SERVER_SCRIPT),
+            "--state-dir", str(self.state_dir),
+            "--port", str(self.port),
+            "--access-lifetime", str(self.access_lifetime),
+            "--refresh-lifetime", str(self.refresh_lifetime),
+            "--ping-interval", str(self.ping_interval),
+        ]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            ready = self._read_ready(ready_path)
+            if ready is not None:
+                self._ready = ready
+                return
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                self._process = None
+                raise RefServerError(f"the reference server exited with status {code}:\n{self._log_text()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RefServerError(f"the reference server was not ready within {self.start_timeout} s:\n{self._log_text()}")
+            time.sleep(0.05)
+
+    def _read_ready(self, ready_path: Path) -> dict[str, Any] | None:
+        try:
+            ready = json.loads(ready_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return ready if ready.get("pid") == self._process.pid else None
+
+    def _log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if the server has not exited within `timeout` seconds."""
+        process, self._process, self._ready, self._ssl_context = self._process, None, None, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # ------------------------------------------------------------------------------------------- properties
+
+    @property
+    def ready(self) -> dict[str, Any]:
+        if self._ready is None:
+            raise RefServerError("the reference server is not running")
+        return self._ready
+
+    @property
+    def url(self) -> str:
+        """https://127.0.0.1:PORT (no trailing slash)."""
+        return self.ready["url"]
+
+    @property
+    def ws_url(self) -> str:
+        return "wss://" + self.url.removeprefix("https://")
+
+    @property
+    def ca_path(self) -> Path:
+        return Path(self.ready["ca"])
+
+    @property
+    def control_secret(self) -> str:
+        return self.ready["control_secret"]
+
+    @property
+    def pid(self) -> int:
+        return self.ready["pid"]
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context trusting only the server's CA."""
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context(cafile=str(self.ca_path))
+        return self._ssl_context
+
+    # ------------------------------------------------------------------------------------------ control API
+
+    def control(self, method: str, endpoint: str, payload: Any = None) -> Any:
+        """Call /_control/<endpoint> and return the decoded JSON answer."""
+        address = urlsplit(self.url)
+        connection = http.client.HTTPSConnection(address.hostname, address.port, context=self.ssl_context(), timeout=10)
+        headers = {CONTROL_SECRET_HEADER: self.control_secret, "Content-Type": "application/json"}
+        body = None if payload is None else json.dumps(payload)
+        try:
+            connection.request(method, CONTROL_PREFIX + endpoint, body=body, headers=headers)
+            response = connection.getresponse()
+            text = response.read().decode()
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise RefServerError(f"control {method} {endpoint} answered {response.status}: {text}")
+        return json.loads(text)
+
+    def add_fault(
+        self,
+        path: str,
+        *,
+        status: int | None = None,
+        body: str | None = None,
+        content_type: str = "application/json",
+        delay: float | None = None,
+        count: int | None = None,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+        disconnect_after_messages: int | None = None,
+        disconnect_after_seconds: float | None = None,
+        close_code: int | None = None,
+    ) -> dict[str, Any]:
+        """Add a fault for requests on exactly `path` (see refserver.asgi.Fault); returns it, with its id."""
+        fault = {
+            "path": path, "status": status, "body": body, "content_type": content_type, "delay": delay,
+            "count": count, "headers": headers, "close": close, "close_code": close_code,
+            "disconnect_after_messages": disconnect_after_messages,
+            "disconnect_after_seconds": disconnect_after_seconds,
+        }  # fmt: skip
+        return self.control("POST", "faults", fault)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self.control("GET", "faults")["faults"]
+
+    def clear_faults(self) -> None:
+        self.control("DELETE", "faults")
+
+    def stats(self) -> dict[str, Any]:
+        """{"requests": {path: n}, "connections": n, "ws_handshakes": {"attempted","accepted","denied"},
+        "pongs_received": n, "pongs": [{"timestamp","matched","user"}], "ws_messages_received": n,
+        "log": [{"time","type","method","path","query","client","has_authorization","fault","status"}]}"""
+        return self.control("GET", "stats")
+
+    def reset_stats(self) -> None:
+        self.control("POST", "stats/reset")
+
+    def lifetimes(self) -> dict[str, float]:
+        return self.control("GET", "lifetimes")
+
+    def set_lifetimes(self, access: float | None = None, refresh: float | None = None, ws: float | None = None) -> dict[str, float]:
+        """Lifetimes in seconds of tokens issued from now on; None leaves one unchanged."""
+        changes = {"access": access, "refresh": refresh, "ws": ws}
+        return self.control("POST", "lifetimes", {key: value for key, value in changes.items() if value is not None})
+
+    def create_user(self, username: str, password: str) -> None:
+        """Create a user (or reset an existing user's password)."""
+        self.control("POST", "users", {"username": username, "password": password})
+
+    def ws_send(self, message: dict[str, Any]) -> int:
+        """Push `message` to every open events WebSocket; returns how many there were."""
+        return self.control("POST", "ws/send", {"message": message})["sessions"]
+
+    def ws_disconnect(self, code: int = 1000) -> int:
+        """Close every open events WebSocket with `code`; returns how many there were."""
+        return self.control("POST", "ws/disconnect", {"code": code})["sessions"]
+
+    def reset(self) -> None:
+        """No faults, empty statistics, the lifetimes the server started with."""
+        self.control("POST", "reset")
