@@ -234,3 +234,12 @@ class TestStatusAndLogout:
         result = world.run("logout")
         assert result.exit_code == 1
         assert "Cannot access credentials file" in result.output
+
+
+def test_a_broken_config_file_is_one_sentence_not_a_traceback(tmp_path, monkeypatch):
+    (tmp_path / "config.toml").write_text("[sync\n", encoding="utf-8")
+    monkeypatch.setenv("SPEC_KITTY_HOME", str(tmp_path))
+    monkeypatch.delenv("SPEC_KITTY_SAAS_URL", raising=False)
+    result = CliRunner().invoke(cli, ["auth", "status"])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: The config file {tmp_path / 'config.toml'} cannot be read; fix or remove it."

@@ -32,7 +32,7 @@ def _container(ctx: click.Context) -> Container:
     meta = root.meta
     if "kitty_auth.container" not in meta:
         container = build_container()
-        configure_logging(container.settings().log_level)
+        configure_logging(_run(lambda: container.settings()).log_level)
         meta["kitty_auth.container"] = container
     return meta["kitty_auth.container"]
 

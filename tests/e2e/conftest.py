@@ -1,0 +1,110 @@
+"""End-to-end harness: runs the installed `spec-kitty` CLI (and the installed library) as subprocesses
+against the reference server over TLS, always at DEBUG, and fails on any secret in any output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME, RefServer
+
+BIN = Path(sys.executable).parent
+CLI = str(BIN / ("spec-kitty.exe" if os.name == "nt" else "spec-kitty"))
+HANG_LIMIT = 60  # generous upper bound: catches hangs, asserts nothing about speed
+
+
+@dataclass
+class Run:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class E2E:
+    """One user's machine: a spec-kitty home, the env the CLI sees, and every secret seen so far."""
+
+    server: RefServer
+    home: Path
+    secrets: set[str] = field(default_factory=set)
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def credentials(self) -> Path:
+        return self.home / "credentials"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SPEC_KITTY_", "SSL_CERT"))}
+        env.update(
+            SPEC_KITTY_HOME=str(self.home),
+            SPEC_KITTY_SAAS_URL=self.server.url,
+            SSL_CERT_FILE=str(self.server.ca_path),
+            SPEC_KITTY_LOG_LEVEL="DEBUG",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def remember_tokens(self) -> None:
+        """Add the tokens now on disk to the secrets that must never appear in any output."""
+        try:
+            data = tomllib.loads(self.credentials.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            return
+        tokens = data.get("tokens", {})
+        self.secrets.update(v for k, v in tokens.items() if k in ("access", "refresh") and isinstance(v, str))
+
+    def _record(self, run: Run) -> Run:
+        self.remember_tokens()
+        self.outputs.append(run.output)
+        assert "Traceback" not in run.output, run.output
+        return run
+
+    def cli(self, *args: str, input: str | None = None, timeout: float = HANG_LIMIT, **env: str) -> Run:
+        proc = subprocess.run([CLI, "auth", *args], input=input, capture_output=True, text=True,
+                              env=self.env(**env), timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
+        return self._record(Run(list(args), proc.returncode, proc.stdout, proc.stderr))
+
+    def login(self, username: str = DEMO_USERNAME, password: str = DEMO_PASSWORD, *extra: str, **env: str) -> Run:
+        self.secrets.add(password)
+        return self.cli("login", "-u", username, "--password-stdin", *extra, input=password + "\n", **env)
+
+    def library(self, code: str, timeout: float = HANG_LIMIT, **env: str) -> Run:
+        """Run ``code`` with the installed library in a fresh interpreter (what the host CLI does).
+
+        The code may append secret values it handles (ws tokens) to the file named by
+        $E2E_SECRETS_OUT, one per line: they join the leak check.
+        """
+        out = self.home.parent / "secrets-out.txt"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=self.env(E2E_SECRETS_OUT=str(out), **env), timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        if out.exists():
+            self.secrets.update(line for line in out.read_text().splitlines() if line)
+        return self._record(Run(["python", "-c", code], proc.returncode, proc.stdout, proc.stderr))
+
+    def assert_no_leaks(self) -> None:
+        self.remember_tokens()
+        secrets = {s for s in self.secrets if len(s) >= 8}
+        for text in self.outputs + [self.server.log_path.read_text(errors="replace")]:
+            for secret in secrets:
+                assert secret not in text, "a secret value leaked into output or a log"
+
+
+@pytest.fixture
+def e2e(fresh_refserver_state: RefServer, tmp_path: Path) -> Iterator[E2E]:
+    world = E2E(server=fresh_refserver_state, home=tmp_path / "spec-kitty-home")
+    yield world
+    world.assert_no_leaks()

@@ -1,0 +1,193 @@
+"""The installed CLI against the reference server over real TLS: what a user sees and what lands on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import stat
+import subprocess
+import sys
+import time
+import tomllib
+from datetime import UTC, datetime
+
+import pytest
+
+from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME
+
+from .conftest import CLI, E2E, HANG_LIMIT
+
+pytestmark = pytest.mark.e2e
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def stored(e2e: E2E) -> dict:
+    return tomllib.loads(e2e.credentials.read_text(encoding="utf-8"))
+
+
+def test_login_status_logout_with_password_stdin(e2e: E2E):
+    run = e2e.login()
+    assert run.returncode == 0, run.output
+    assert f"Logged in as {DEMO_USERNAME} at {e2e.server.url}." in run.stdout
+
+    data = stored(e2e)
+    assert set(data) == {"tokens", "user", "server"}
+    assert data["user"] == {"username": DEMO_USERNAME}
+    assert data["server"] == {"url": e2e.server.url}
+    assert data["tokens"]["access"].count(".") == 2 and data["tokens"]["refresh"].count(".") == 2
+    for key in ("access_expires_at", "refresh_expires_at"):
+        assert data["tokens"][key].endswith("Z")
+    assert mode(e2e.credentials) == 0o600 and mode(e2e.home) == 0o700
+    assert DEMO_PASSWORD not in e2e.credentials.read_text()
+    assert e2e.server.stats()["requests"].get("/api/v1/token/") == 1
+
+    status = e2e.cli("status")
+    assert status.returncode == 0
+    assert DEMO_USERNAME in status.stdout and e2e.server.url in status.stdout
+    assert "expires in 14 minutes" in status.stdout or "expires in 15 minutes" in status.stdout
+    assert "expires in 6 days" in status.stdout or "expires in 7 days" in status.stdout
+
+    as_json = e2e.cli("status", "--json")
+    assert as_json.returncode == 0
+    report = json.loads(as_json.stdout)
+    assert report == {
+        "authenticated": True, "username": DEMO_USERNAME, "server_url": e2e.server.url,
+        "access_expires_at": data["tokens"]["access_expires_at"],
+        "refresh_expires_at": data["tokens"]["refresh_expires_at"],
+    }
+    access_exp = datetime.fromisoformat(report["access_expires_at"].replace("Z", "+00:00"))
+    assert 800 < (access_exp - datetime.now(UTC)).total_seconds() <= 900
+
+    again = e2e.login()
+    assert again.returncode == 0 and "Already logged in as" in again.stdout
+    assert e2e.server.stats()["requests"].get("/api/v1/token/") == 1  # no request sent
+
+    out = e2e.cli("logout")
+    assert out.returncode == 0 and "Logged out" in out.stdout
+    assert not e2e.credentials.exists()
+    after = e2e.cli("status", "--json")
+    assert after.returncode == 1 and json.loads(after.stdout)["authenticated"] is False
+    assert e2e.cli("logout").returncode == 0
+
+
+def test_login_by_prompt_in_a_terminal_does_not_echo_the_password(e2e: E2E):
+    """A real pseudo-terminal: the prompts appear and the typed password is not echoed back."""
+    import pty
+
+    e2e.secrets.add(DEMO_PASSWORD)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([CLI, "auth", "login"], stdin=slave, stdout=slave, stderr=slave,
+                            env=e2e.env(), close_fds=True, start_new_session=True)
+    os.close(slave)
+    transcript = b""
+
+    def read_until(marker: bytes, deadline: float) -> None:
+        nonlocal transcript
+        while marker not in transcript:
+            assert time.monotonic() < deadline, f"timed out waiting for {marker!r}: {transcript!r}"
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                transcript += chunk
+
+    deadline = time.monotonic() + HANG_LIMIT
+    try:
+        read_until(b"Username", deadline)
+        os.write(master, DEMO_USERNAME.encode() + b"\n")
+        read_until(b"Password", deadline)
+        os.write(master, DEMO_PASSWORD.encode() + b"\n")
+        read_until(b"Logged in as", deadline)
+        read_until(b"\n", deadline)
+        assert proc.wait(timeout=HANG_LIMIT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = transcript.decode(errors="replace")
+    e2e.outputs.append(text)
+    assert DEMO_USERNAME in text  # the username is echoed (visible prompt)
+    assert DEMO_PASSWORD not in text  # the password is not
+    assert f"Logged in as {DEMO_USERNAME}" in text
+    assert mode(e2e.credentials) == 0o600
+
+
+def test_wrong_password_stores_nothing(e2e: E2E):
+    run = e2e.login(password="not-the-password")
+    assert run.returncode == 1
+    assert run.stderr.strip().endswith("Invalid username or password")
+    assert not e2e.credentials.exists()
+
+
+def test_plain_http_url_is_refused_with_no_request_sent(e2e: E2E):
+    http_url = e2e.server.url.replace("https://", "http://")
+    run = e2e.login("x", "y", "--server", http_url)
+    assert run.returncode == 1
+    assert "HTTPS is required" in run.stderr
+    run = e2e.login(SPEC_KITTY_SAAS_URL=http_url)
+    assert run.returncode == 1 and "HTTPS is required" in run.stderr
+    assert e2e.server.stats()["requests"] == {}
+    assert not e2e.credentials.exists()
+
+
+def test_password_stdin_without_username_is_a_usage_error(e2e: E2E):
+    run = e2e.cli("login", "--password-stdin", input=DEMO_PASSWORD + "\n")
+    assert run.returncode == 2
+    assert "--password-stdin requires --username" in run.stderr
+    assert e2e.server.stats()["requests"] == {}
+
+
+def test_python_dash_m_runs_the_same_cli(e2e: E2E):
+    proc = subprocess.run([sys.executable, "-m", "kitty_auth", "auth", "status", "--json"], capture_output=True,
+                          text=True, env=e2e.env(), timeout=HANG_LIMIT)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["authenticated"] is False
+
+
+REFRESH_AND_WS = """
+import os, kitty_auth
+client = kitty_auth.AuthClient()
+before = kitty_auth.CredentialStore().load()
+token = client.get_access_token()
+after = kitty_auth.CredentialStore().load()
+ws = client.obtain_ws_token()
+with open(os.environ["E2E_SECRETS_OUT"], "a") as fh:
+    fh.write(ws.ws_token + "\\n")
+print("rotated" if after.tokens.refresh != before.tokens.refresh else "same-refresh")
+print("returned-stored" if token == after.tokens.access else "returned-other")
+print("ws", ws.expires_in, ws.expires_at.tzinfo is not None)
+client.close()
+"""
+
+
+def test_expired_access_token_is_refreshed_with_rotation_and_ws_token_obtained(e2e: E2E):
+    e2e.server.set_lifetimes(access=3)
+    assert e2e.login().returncode == 0
+    old = stored(e2e)
+    time.sleep(3.5)  # the 3 s access token is now expired
+    run = e2e.library(REFRESH_AND_WS)
+    assert run.returncode == 0, run.output
+    assert run.stdout.split("\n")[:3] == ["rotated", "returned-stored", "ws 900 True"]
+    stats = e2e.server.stats()["requests"]
+    assert stats.get("/api/v1/token/refresh/") == 1 and stats.get("/api/v1/ws-token/") == 1
+    new = stored(e2e)
+    assert new["tokens"]["refresh"] != old["tokens"]["refresh"]
+    assert mode(e2e.credentials) == 0o600
+    # the rotated-out refresh token is blacklisted by the server
+    e2e.credentials.write_text(e2e.credentials.read_text().replace(new["tokens"]["refresh"], old["tokens"]["refresh"]))
+    time.sleep(3.5)
+    run = e2e.library(
+        "import kitty_auth\n"
+        "try:\n    kitty_auth.AuthClient().get_access_token()\n"
+        "except kitty_auth.SessionExpiredError as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    assert run.returncode == 0 and "SessionExpiredError Session expired. Please log in again." in run.stdout
+    assert not e2e.credentials.exists()  # a rejected refresh ends the session
