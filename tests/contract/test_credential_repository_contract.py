@@ -1,0 +1,119 @@
+"""One contract suite for every CredentialRepository: the in-memory fake and the TOML file.
+
+If the fake and the real adapter disagree on any of these behaviours, use-case tests written
+against the fake would prove nothing about production.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from kitty_auth.adapters.toml_repository import TomlCredentialRepository
+from kitty_auth.domain.model import Credentials, TokenPair
+from kitty_auth.testing import InMemoryCredentialRepository, make_jwt
+
+ISSUED = datetime(2026, 2, 3, 16, 30, 0, tzinfo=UTC)  # second precision: the file's precision
+
+
+def make_credentials(username: str = "user@example.com", *, offset: int = 0) -> Credentials:
+    start = ISSUED + timedelta(seconds=offset)
+    return Credentials(
+        tokens=TokenPair(
+            access=make_jwt(iat=start, lifetime=timedelta(minutes=15), kind="access"),
+            refresh=make_jwt(iat=start, lifetime=timedelta(days=7), kind="refresh"),
+            access_expires_at=start + timedelta(minutes=15),
+            refresh_expires_at=start + timedelta(days=7),
+        ),
+        username=username,
+        server_url="https://spec-kitty-dev.fly.dev",
+    )
+
+
+@pytest.fixture(params=["memory", "toml"])
+def repo(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "memory":
+        return InMemoryCredentialRepository()
+    # a home that does not exist yet: the repository must create it on first write
+    return TomlCredentialRepository(tmp_path / "home" / "credentials", lock_timeout=2.0)
+
+
+def test_load_without_a_stored_session_returns_none(repo) -> None:
+    assert repo.load() is None
+
+
+def test_save_then_load_round_trips(repo) -> None:
+    creds = make_credentials()
+    repo.save(creds)
+    loaded = repo.load()
+    assert loaded == creds
+    assert loaded.tokens.access == creds.tokens.access
+    assert loaded.tokens.refresh_expires_at == creds.tokens.refresh_expires_at
+    assert loaded.tokens.access_expires_at.utcoffset() == timedelta(0)
+
+
+def test_save_replaces_the_previous_session(repo) -> None:
+    first, second = make_credentials("alice@example.com"), make_credentials("bob@example.com", offset=60)
+    repo.save(first)
+    repo.save(second)
+    loaded = repo.load()
+    assert loaded == second
+    assert loaded != first
+
+
+def test_clear_reports_whether_something_was_removed(repo) -> None:
+    repo.save(make_credentials())
+    assert repo.clear() is True
+    assert repo.load() is None
+    assert repo.clear() is False
+
+
+def test_clear_without_anything_stored_returns_false(repo) -> None:
+    assert repo.clear() is False
+    assert repo.load() is None
+
+
+def test_lock_is_reentrant_and_save_and_clear_work_inside_it(repo) -> None:
+    creds = make_credentials()
+    with repo.lock():
+        with repo.lock():
+            repo.save(creds)
+            assert repo.load() == creds
+        assert repo.clear() is True
+        repo.save(creds)
+    assert repo.load() == creds
+
+
+def test_lock_excludes_another_thread_until_released(repo) -> None:
+    entered = threading.Event()
+    released_at: list[float] = []
+    entered_at: list[float] = []
+
+    def contender() -> None:
+        with repo.lock():
+            entered_at.append(time.monotonic())
+            entered.set()
+
+    with repo.lock():
+        worker = threading.Thread(target=contender)
+        worker.start()
+        assert not entered.wait(0.3), "another thread entered while the lock was held"
+        released_at.append(time.monotonic())
+    worker.join(5)
+    assert entered.is_set(), "the other thread never got the lock after release"
+    assert entered_at[0] >= released_at[0]
+
+
+def test_repr_and_location_never_show_tokens(repo) -> None:
+    creds = make_credentials()
+    repo.save(creds)
+    repo.load()
+    shown = repr(repo) + str(repo) + repo.location
+    assert repo.location
+    for secret in (creds.tokens.access, creds.tokens.refresh):
+        assert secret not in shown
+        assert secret.split(".")[1] not in shown

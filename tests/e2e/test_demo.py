@@ -1,0 +1,23 @@
+"""`make demo` keeps working: the demo script runs end to end and reports success."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEMO = Path(__file__).resolve().parents[1] / "refserver" / "demo.py"
+
+
+@pytest.mark.e2e
+def test_demo_runs_end_to_end_and_leaves_nothing_behind():
+    proc = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "Logged in as demo@spec-kitty.test" in out
+    assert "obtained a ws token (value not shown)" in out
+    assert "Logged out; stored credentials removed." in out
+    assert "Demo finished: every step behaved as expected." in out
+    assert "Traceback" not in out + proc.stderr

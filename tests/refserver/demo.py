@@ -1,0 +1,100 @@
+"""`make demo`: the main job end to end against the local reference server, narrated for a newcomer.
+
+Starts the reference server (Django + simplejwt over TLS on 127.0.0.1), then, in a throw-away
+spec-kitty home, runs the installed `spec-kitty` CLI to log in, show status, obtain a ws token
+(through the library, as spec-kitty's live sync does), and log out. Stops the server at the end,
+whatever happens; nothing is left running and your own ~/.spec-kitty is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME, RefServer  # noqa: E402
+
+BIN = Path(sys.executable).parent
+CLI = str(BIN / ("spec-kitty.exe" if os.name == "nt" else "spec-kitty"))
+
+WS_DEMO = """
+import asyncio, kitty_auth
+
+async def main():
+    client = kitty_auth.AuthClient()
+    ws = client.obtain_ws_token()
+    print(f"obtained a ws token (value not shown) that expires in {ws.expires_in} s, at {ws.expires_at:%H:%M:%S} UTC")
+    if hasattr(kitty_auth, "WebSocketClient"):
+        try:
+            async with kitty_auth.WebSocketClient(client) as live:
+                message = await asyncio.wait_for(live.receive(), 10)
+                print(f"live sync connected over wss://; first message type: {message.get('type')!r}")
+        except (ImportError, AttributeError):
+            pass
+    client.close()
+
+asyncio.run(main())
+"""
+
+
+def step(title: str) -> None:
+    print(f"\n==> {title}")
+
+
+def run(args: list[str], env: dict[str, str], stdin: str | None = None, shown: str | None = None) -> int:
+    print("$ " + (shown or " ".join(shlex.quote(a) for a in args)))
+    proc = subprocess.run(args, env=env, input=stdin, text=True, capture_output=True, timeout=60)
+    for line in (proc.stdout + proc.stderr).splitlines():
+        print("  " + line)
+    print(f"  (exit code {proc.returncode})")
+    return proc.returncode
+
+
+def main() -> int:
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="kitty-auth-demo-") as tmp:
+        step("Starting the local reference server (Django REST framework + simplejwt, TLS on loopback)")
+        with RefServer(Path(tmp) / "server") as server:
+            print(f"  listening on {server.url}; its test CA is {server.ca_path}")
+            home = Path(tmp) / "home"
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SPEC_KITTY_")}
+            env.update(SPEC_KITTY_HOME=str(home), SPEC_KITTY_SAAS_URL=server.url,
+                       SSL_CERT_FILE=str(server.ca_path))
+            print(f"  using a throw-away SPEC_KITTY_HOME={home}")
+            print(f"  SPEC_KITTY_SAAS_URL={server.url}  SSL_CERT_FILE=<the test CA>")
+
+            step("Before logging in, status says so (exit code 1)")
+            failures += run([CLI, "auth", "status"], env) != 1
+
+            step(f"Log in as the demo user ({DEMO_USERNAME}); the password comes from stdin, never argv")
+            failures += run([CLI, "auth", "login", "--username", DEMO_USERNAME, "--password-stdin"], env,
+                            stdin=DEMO_PASSWORD + "\n",
+                            shown=f"echo '********' | spec-kitty auth login --username {DEMO_USERNAME} --password-stdin") != 0
+            cred = home / "credentials"
+            print(f"  stored {cred} with mode {oct(cred.stat().st_mode & 0o777)} (tokens only, no password)")
+
+            step("Status, offline: who, where, and when the tokens expire")
+            failures += run([CLI, "auth", "status"], env) != 0
+            failures += run([CLI, "auth", "status", "--json"], env) != 0
+
+            step("Obtain a short-lived WebSocket token, as live sync does (library: AuthClient)")
+            failures += run([sys.executable, "-c", WS_DEMO], env, shown="python -c '<AuthClient().obtain_ws_token(); WebSocketClient>'") != 0
+
+            step("Log out: the credentials file is removed")
+            failures += run([CLI, "auth", "logout"], env) != 0
+            failures += run([CLI, "auth", "status"], env) != 1
+            stats = server.stats()["requests"]
+            print(f"\n  requests the server saw: {dict(sorted(stats.items()))}")
+            step("Stopping the reference server")
+        print("  stopped; nothing left running.")
+    print("\nDemo " + ("finished: every step behaved as expected." if not failures else f"had {failures} unexpected result(s)."))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
