@@ -29,6 +29,13 @@ from kitty_auth.domain.errors import (
     UnexpectedStatusError,
     WebSocketError,
 )
+from kitty_auth.domain.live_sync import (
+    ConnectionLostError,
+    HandshakeRejectedError,
+    LiveSyncClosedError,
+    ReconnectFailedError,
+    WebSocketAuthenticationError,
+)
 from kitty_auth.domain.model import Credentials, TokenPair, WsToken
 
 if TYPE_CHECKING:
@@ -38,18 +45,22 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthClient",
     "AuthError",
+    "ConnectionLostError",
     "CorruptCredentialsError",
     "CredentialStore",
     "Credentials",
     "CredentialsFileError",
     "CredentialsLockTimeoutError",
+    "HandshakeRejectedError",
     "InvalidCredentialsError",
     "InvalidInputError",
     "InvalidServerUrlError",
+    "LiveSyncClosedError",
     "MalformedResponseError",
     "NetworkError",
     "NotAuthenticatedError",
     "RateLimitedError",
+    "ReconnectFailedError",
     "ServerError",
     "ServerUnavailableError",
     "SessionExpiredError",
@@ -57,6 +68,7 @@ __all__ = [
     "TokenPair",
     "TransientServerError",
     "UnexpectedStatusError",
+    "WebSocketAuthenticationError",
     "WebSocketClient",
     "WebSocketError",
     "WsToken",
