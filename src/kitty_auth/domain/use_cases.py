@@ -107,9 +107,15 @@ class EnsureFreshToken:
     """Return a usable access token, refreshing it at most once across all processes.
 
     The fast path reads the file without the lock (writes are atomic renames, so a reader sees
-    the old or the new file). Otherwise, under the repository lock: re-read, use what another
-    process may just have stored, refresh, write. A 401 clears the session only when the file
-    still holds the refresh token that was rejected.
+    the old or the new file; a rotated-out *access* token stays valid until its ``exp``, so a
+    reader that just lost a race still holds a good token). Otherwise, under the repository
+    lock: re-read, use what another process may just have stored, refresh, write. A 401 clears
+    the session only when the file still holds the refresh token that was rejected.
+
+    The lock wait is bounded by the repository (``lock_timeout``, set comfortably above the
+    gateway's worst-case request time, so a waiter does not give up while a legitimate holder
+    is still refreshing). When it expires anyway, a still-usable token is returned; otherwise
+    CredentialsLockTimeoutError propagates.
     """
 
     def __init__(
@@ -128,10 +134,21 @@ class EnsureFreshToken:
             raise NotAuthenticatedError()
         return current
 
+    def _usable(self, creds: Credentials) -> bool:
+        """Still worth sending right now (possibly inside the refresh margin)."""
+        return self._policy.is_usable(
+            creds.tokens.access_expires_at, self._clock.now(), creds.tokens.access_lifetime
+        )
+
     def _good_enough(self, creds: Credentials, rejected_access: str | None) -> bool:
+        """Use as is, without the lock or the network."""
         if rejected_access is not None and creds.tokens.access == rejected_access:
             return False
         return creds.access_decision(self._clock.now(), self._policy) is AccessDecision.USE
+
+    def _replaces_rejected(self, creds: Credentials, rejected_access: str) -> bool:
+        """Another process stored a different access token that is still usable."""
+        return creds.tokens.access != rejected_access and self._usable(creds)
 
     def execute(self, *, force: bool = False, rejected_access: str | None = None) -> Credentials:
         """The session with a usable access token.
@@ -146,21 +163,23 @@ class EnsureFreshToken:
         try:
             with self._repo.lock():
                 current = self._stored()  # re-read: another process may have refreshed
-                if rejected_access is not None and current.tokens.access != rejected_access:
-                    if self._policy.is_usable(
-                        current.tokens.access_expires_at, self._clock.now(), current.tokens.access_lifetime
-                    ):
+                if rejected_access is not None:
+                    if self._replaces_rejected(current, rejected_access):
                         log.debug("using tokens another process stored")
                         return current
-                elif not force and self._good_enough(current, rejected_access):
+                elif not force and self._good_enough(current, None):
                     log.debug("using tokens another process stored")
                     return current
                 return self._refresh_locked(current, fallback_ok=rejected_access is None)
         except CredentialsLockTimeoutError:
-            current = self._stored()
-            if rejected_access is None and self._policy.is_usable(
-                current.tokens.access_expires_at, self._clock.now(), current.tokens.access_lifetime
-            ):
+            if force and rejected_access is None:
+                raise  # an explicit "refresh now" must not silently do nothing
+            current = self._stored()  # the holder may have stored new tokens meanwhile
+            if rejected_access is not None:
+                usable = self._replaces_rejected(current, rejected_access)
+            else:
+                usable = self._usable(current)
+            if usable:
                 log.warning("credentials lock busy; using the still-valid access token")
                 return current
             raise
@@ -181,19 +200,17 @@ class EnsureFreshToken:
             return self._refresh_locked(current, fallback_ok=False)
 
     def _refresh_locked(self, current: Credentials, *, fallback_ok: bool) -> Credentials:
-        now = self._clock.now()
+        now = self._clock.now()  # the request's send time: the base of the new local expiries
         if not current.is_authenticated(now):
             raise SessionExpiredError()
-        still_valid = fallback_ok and self._policy.is_usable(
-            current.tokens.access_expires_at, now, current.tokens.access_lifetime
-        )
         try:
             issued = self._gateway.refresh(current.server_url, current.tokens.refresh)
         except TokenRejectedError:
             self.forget_if_unchanged(current)
             raise SessionExpiredError() from None
         except TransientServerError as exc:
-            if still_valid:
+            # Judged after the failure: a request that hung for seconds may have outlived the token.
+            if fallback_ok and self._usable(current):
                 log.warning("token refresh failed (%s); using the still-valid access token", exc)
                 return current
             raise
