@@ -29,16 +29,16 @@ from kitty_auth.domain.errors import (
     UnexpectedStatusError,
     WebSocketError,
 )
-from kitty_auth.domain.live_sync import (
-    ConnectionLostError,
-    HandshakeRejectedError,
-    LiveSyncClosedError,
-    ReconnectFailedError,
-    WebSocketAuthenticationError,
-)
 from kitty_auth.domain.model import Credentials, TokenPair, WsToken
 
 if TYPE_CHECKING:
+    from kitty_auth.domain.live_sync import (
+        ConnectionLostError,
+        HandshakeRejectedError,
+        LiveSyncClosedError,
+        ReconnectFailedError,
+        WebSocketAuthenticationError,
+    )
     from kitty_auth.entrypoints.library import AuthClient, CredentialStore
     from kitty_auth.entrypoints.websocket import WebSocketClient
 
@@ -78,6 +78,12 @@ _LAZY = {
     "AuthClient": "kitty_auth.entrypoints.library",
     "CredentialStore": "kitty_auth.entrypoints.library",
     "WebSocketClient": "kitty_auth.entrypoints.websocket",
+    # live-sync errors: their module imports asyncio; `import kitty_auth` and `auth status` need not
+    "ConnectionLostError": "kitty_auth.domain.live_sync",
+    "HandshakeRejectedError": "kitty_auth.domain.live_sync",
+    "LiveSyncClosedError": "kitty_auth.domain.live_sync",
+    "ReconnectFailedError": "kitty_auth.domain.live_sync",
+    "WebSocketAuthenticationError": "kitty_auth.domain.live_sync",
 }
 
 

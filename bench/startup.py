@@ -1,0 +1,139 @@
+"""Start-up: `spec-kitty auth status` (logged in, offline) against a Click hello-world.
+
+    .venv/bin/python bench/startup.py [--runs 31]
+
+Every command below runs once per round, in a rotating order (so slow moments of a shared
+machine hit them all alike), for ``--runs`` rounds after ``--warmup`` untimed rounds; the
+figures are medians of wall time, measured around ``subprocess.run`` (fork/exec included).
+
+The pairing that decides the target (<= 3.2x) is
+
+    .venv/bin/spec-kitty auth status      vs   .venv/bin/python bench/hello_click.py
+
+and it is fair: both are the venv interpreter running one small Python file that imports Click.
+The console script is a pip-generated file whose shebang is the venv python; it imports `re`
+and `sys` (Click imports both anyway) and calls `kitty_auth.entrypoints.cli:main`. Compared with
+the python-file form it only adds the kernel's shebang exec, which is well under a millisecond.
+`python -m kitty_auth` is shown too (it adds runpy's imports, a few ms). The rows below the
+target put the figures in scale: the bare interpreter, and importing what the design needs on
+this path (click, dependency-injector, which imports pydantic and asyncio, filelock, tomllib).
+
+Bytecode: a pip install compiles every module once, so by default the children may cache
+bytecode (in a throw-away PYTHONPYCACHEPREFIX, so nothing is written into the repository, and
+even when the caller's environment sets PYTHONDONTWRITEBYTECODE). ``--no-bytecode-cache``
+measures the other case, where an editable install's sources are compiled on every run.
+Also printed: the children's CPU time (user + system), less sensitive than wall time to other
+processes competing for a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import BENCH, BIN, PYTHON, clean_env, header, median, quartiles, quote, this_command, write_logged_in_home  # noqa: E402
+
+HELLO = [str(PYTHON), str(BENCH / "hello_click.py")]
+STATUS = [str(BIN / "spec-kitty"), "auth", "status"]
+STATUS_M = [str(PYTHON), "-m", "kitty_auth", "auth", "status"]
+BARE = [str(PYTHON), "-c", "pass"]
+FLOOR = [str(PYTHON), "-c", "import click, dependency_injector.containers, filelock, tomllib"]
+WIDTH = 76
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(argv: list[str], env: dict[str, str], expect: int | None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child) for one run of ``argv``."""
+    cpu0 = _cpu()
+    start = time.perf_counter()
+    proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    cpu = _cpu() - cpu0
+    if expect is not None and proc.returncode != expect:
+        raise SystemExit(f"{quote(argv)} exited {proc.returncode} (expected {expect}):\n{proc.stderr.decode()}")
+    return elapsed, cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=31, help="timed rounds (default 31)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
+    parser.add_argument("--no-bytecode-cache", action="store_true",
+                        help="run the children with PYTHONDONTWRITEBYTECODE=1 and no cache prefix: kitty_auth's "
+                             "sources (an editable install) are then compiled on every run")
+    args = parser.parse_args()
+
+    header("start-up: `spec-kitty auth status` vs a Click hello-world", this_command())
+    with tempfile.TemporaryDirectory(prefix="kitty-bench-") as tmp:
+        home = Path(tmp) / "home"
+        write_logged_in_home(home)
+        # Cached bytecode, as after any pip install: if the caller's environment forbids writing
+        # it (PYTHONDONTWRITEBYTECODE), the children keep theirs in a throw-away prefix instead of
+        # recompiling kitty_auth's sources on every run.
+        if args.no_bytecode_cache:
+            env = clean_env(SPEC_KITTY_HOME=str(home), PYTHONDONTWRITEBYTECODE="1")
+            env.pop("PYTHONPYCACHEPREFIX", None)
+        else:
+            env = clean_env(SPEC_KITTY_HOME=str(home), PYTHONPYCACHEPREFIX=str(Path(tmp) / "pycache"))
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+        commands: list[tuple[str, list[str], int | None]] = [
+            ("hello", HELLO, 0),
+            ("status", STATUS, 0),
+            ("status -m", STATUS_M, 0),
+            ("bare", BARE, 0),
+            ("floor", FLOOR, 0),
+        ]
+        gh = shutil.which("gh")
+        if gh:
+            commands.append(("gh", [gh, "auth", "status"], None))  # its exit code depends on gh's own login
+        wall: dict[str, list[float]] = {name: [] for name, _, _ in commands}
+        cpu: dict[str, list[float]] = {name: [] for name, _, _ in commands}
+        for round_no in range(args.warmup + args.runs):
+            k = round_no % len(commands)
+            for name, argv, expect in commands[k:] + commands[:k]:  # rotate the order every round
+                elapsed, used = run_once(argv, env, expect)
+                if round_no >= args.warmup:
+                    wall[name].append(elapsed)
+                    cpu[name].append(used)
+
+    hello, hello_cpu = median(wall["hello"]), median(cpu["hello"])
+    print(f"   {args.runs} timed rounds after {args.warmup} warm-up rounds, commands interleaved in rotating order;")
+    cache = "NOT cached (PYTHONDONTWRITEBYTECODE=1)" if args.no_bytecode_cache else "cached"
+    print(f"   SPEC_KITTY_HOME=<temporary home holding a fresh credentials file>; bytecode {cache}")
+    print(f"   {'command':<{WIDTH}} {'wall ms':>8} {'q1-q3':>11} {'x hello':>7} {'cpu ms':>7} {'x hello':>7}")
+    labels = {
+        "hello": quote(HELLO),
+        "status": quote(STATUS),
+        "status -m": quote(STATUS_M),
+        "bare": quote(BARE) + "   (the interpreter alone)",
+        "floor": "python -c 'import click, dependency_injector.containers, filelock, tomllib'",
+        "gh": "gh auth status",
+    }
+    for name, _, _ in commands:
+        q1, q3 = quartiles(wall[name])
+        w, c = median(wall[name]), median(cpu[name])
+        print(f"   {labels[name]:<{WIDTH}} {w * 1e3:8.1f} {q1 * 1e3:5.0f}-{q3 * 1e3:<5.0f} {w / hello:6.2f}x "
+              f"{c * 1e3:7.1f} {c / hello_cpu:6.2f}x")
+    ratio = median(wall["status"]) / hello
+    paired = median(s / h for s, h in zip(wall["status"], wall["hello"], strict=True))
+    target = 3.2
+    print(f"   RESULT status/hello wall-time ratio = {ratio:.2f}x (median of the per-round ratios: {paired:.2f}x; "
+          f"CPU-time ratio {median(cpu['status']) / hello_cpu:.2f}x); target <= {target}x: "
+          f"{'met' if ratio <= target else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""`auth status` stays cheap: it never imports the network stack, the TOML writer or the lock library.
+
+Each case runs the real entry point (`python -m kitty_auth auth status ...`) in a fresh interpreter
+with a temporary SPEC_KITTY_HOME and records ``sys.modules`` when the process exits. No timing is
+asserted here; `bench/startup.py` measures the time.
+
+`ssl` is not in the list: dependency-injector imports asyncio, and asyncio imports ssl, so it
+cannot be avoided while the CLI uses the container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import kitty_auth
+from kitty_auth.testing import make_jwt
+
+# Top-level packages `auth status` must not import (a submodule counts as its package).
+FORBIDDEN = {
+    "httpx", "httpcore", "h11", "h2", "anyio", "certifi", "truststore",  # HTTP and TLS trust
+    "websockets",  # live sync
+    "tomlkit",  # the credentials *writer*; reading uses tomllib
+    "filelock",  # status never locks
+    "pydantic", "pydantic_core",  # only the HTTP adapter validates responses with pydantic
+}  # fmt: skip
+FORBIDDEN_MODULES = {
+    "importlib.metadata",  # click.version_option must look the version up only for --version
+    "kitty_auth.adapters.http_gateway",
+    "kitty_auth.adapters.websocket_connector",
+    "kitty_auth.entrypoints.library",
+    "kitty_auth.entrypoints.websocket",
+    "kitty_auth.domain.live_sync",
+}
+
+# Runs `python -m kitty_auth auth <args>` exactly as the shell would (runpy, standalone Click,
+# sys.exit), and writes the names in sys.modules to argv[1] at exit, whatever the exit code.
+RUNNER = """
+import atexit, json, runpy, sys
+out = sys.argv[1]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+sys.argv = ["spec-kitty", "auth", *sys.argv[2:]]
+runpy.run_module("kitty_auth", run_name="__main__", alter_sys=True)
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPEC_KITTY_", "SSL_CERT"))}
+    env.update(extra)
+    return env
+
+
+def _logged_in(home: Path) -> None:
+    now = datetime.now(UTC)
+    access = make_jwt(iat=now, lifetime=timedelta(minutes=15))
+    refresh = make_jwt(iat=now, lifetime=timedelta(days=7), kind="refresh")
+    credentials = kitty_auth.Credentials(
+        tokens=kitty_auth.TokenPair.issued(access, refresh, now),
+        username="user@example.com",
+        server_url="https://auth.example.test",
+    )
+    kitty_auth.CredentialStore(home / "credentials").save(credentials)
+
+
+def _status_modules(tmp_path: Path, *args: str) -> tuple[int, set[str], str]:
+    out = tmp_path / "modules.json"
+    env = _env(SPEC_KITTY_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(out), "status", *args], env=env,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    modules = set(json.loads(out.read_text()))
+    return proc.returncode, modules, proc.stdout + proc.stderr
+
+
+def _unwanted(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in FORBIDDEN or m in FORBIDDEN_MODULES)
+
+
+@pytest.mark.parametrize("args", [(), ("--json",)], ids=["text", "json"])
+def test_status_logged_in_imports_nothing_it_does_not_use(tmp_path: Path, args: tuple[str, ...]) -> None:
+    _logged_in(tmp_path / "home")
+    code, modules, output = _status_modules(tmp_path, *args)
+    assert code == 0, output
+    assert "user@example.com" in output
+    assert "click" in modules and "kitty_auth.container" in modules  # the real path ran
+    assert _unwanted(modules) == []
+
+
+@pytest.mark.parametrize("state", ["logged-out", "corrupt-file"])
+def test_status_not_logged_in_imports_nothing_it_does_not_use(tmp_path: Path, state: str) -> None:
+    home = tmp_path / "home"
+    if state == "corrupt-file":
+        home.mkdir(mode=0o700)
+        fd = os.open(home / "credentials", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"this is [not toml")
+        os.close(fd)
+    code, modules, output = _status_modules(tmp_path)
+    assert code == 1, output
+    assert "Not logged in" in output
+    assert _unwanted(modules) == []
+
+
+def test_get_access_token_on_a_fresh_token_imports_no_network_stack(tmp_path: Path) -> None:
+    """The library's hot path: a fresh token needs no request, so no httpx, truststore or pydantic."""
+    _logged_in(tmp_path / "home")
+    code = (
+        "import json, sys, kitty_auth\n"
+        "client = kitty_auth.AuthClient(home=sys.argv[1])\n"
+        "assert client.get_access_token()\n"
+        "client.close()\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "home")], env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    modules = set(json.loads(proc.stdout))
+    assert "kitty_auth.container" in modules
+    assert [m for m in _unwanted(modules) if m != "kitty_auth.entrypoints.library"] == []
+
+
+def test_importing_the_package_is_light() -> None:
+    """`import kitty_auth` (the host's first step) loads the domain only: no Click, no container, no asyncio."""
+    code = "import json, sys, kitty_auth; kitty_auth.AuthError; print(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    modules = set(json.loads(proc.stdout))
+    heavy = {"click", "dependency_injector", "asyncio", "ssl", "kitty_auth.container", "kitty_auth.domain.live_sync"}
+    assert _unwanted(modules) == [] and sorted(heavy & modules) == []
+
+
+def test_the_check_can_fail() -> None:
+    """The helper really flags a forbidden import (guards against a check that is always empty)."""
+    assert _unwanted({"click", "httpx._client", "importlib.metadata", "kitty_auth.domain.model"}) == [
+        "httpx._client",
+        "importlib.metadata",
+    ]
+
+
+def test_dependency_injector_keeps_pydantic_settings_support_when_installed(tmp_path: Path) -> None:
+    """The container skips dependency-injector's `import pydantic` only when pydantic-settings is absent."""
+    package = tmp_path / "site" / "pydantic_settings"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from pydantic import BaseModel as BaseSettings\n")
+    code = (
+        "import sys, kitty_auth.container\n"
+        "from dependency_injector import providers\n"
+        "import pydantic_settings\n"
+        "class S(pydantic_settings.BaseSettings):\n"
+        "    a: int = 1\n"
+        "c = providers.Configuration()\n"
+        "c.from_pydantic(S())\n"
+        "print(c.a())\n"
+    )
+    env = _env(PYTHONPATH=str(tmp_path / "site"))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"
+
+
+def test_pydantic_imports_normally_after_the_container() -> None:
+    code = (
+        "import sys, kitty_auth.container\n"
+        "assert 'pydantic' not in sys.modules\n"
+        "assert not any(type(f).__name__ == '_SkipPydanticForDI' for f in sys.meta_path)\n"
+        "import pydantic\n"
+        "from kitty_auth.adapters.http_gateway import HttpxTokenGateway\n"
+        "print(pydantic.VERSION)\n"
+    )
+    env = _env()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith("2.")
