@@ -15,9 +15,11 @@ What this adapter guarantees
   transports httpx builds receive the same SSL context, so trust does not change behind a proxy.
 * Time: connect/read/write/pool timeouts of 5 s each; a server that accepts and never answers
   (no TLS handshake: bounded by the connect timeout; no response: by the read timeout) fails in
-  about 5 s. Reading the body is additionally bounded by a total deadline (``total_timeout``),
-  so a server trickling bytes cannot keep us waiting. DNS resolution is not covered by any
-  httpx timeout (it is a blocking ``getaddrinfo``).
+  about 5 s. The whole request (DNS, connect, TLS, headers, body) is also bounded by a total
+  deadline (``total_timeout``, 8 s): it runs in a daemon worker thread, and a caller whose
+  deadline passes gets NetworkError at once while the abandoned worker and its connection are
+  dropped. So a server trickling header bytes, or a DNS lookup that hangs (httpx has no timeout
+  for ``getaddrinfo``), cannot hold the credentials lock or a login for longer.
 * Bodies are streamed and abandoned once they exceed ``max_body_bytes``; only 200 bodies are read.
 * Errors: only domain errors leave this module, raised ``from None`` so httpx exceptions (whose
   text may contain URLs or, see below, header values) never appear in a user's traceback.
@@ -96,7 +98,7 @@ REFRESH_PATH: Final = "/api/v1/token/refresh/"
 WS_TOKEN_PATH: Final = "/api/v1/ws-token/"
 
 DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=5.0, write=5.0, pool=5.0)
-DEFAULT_TOTAL_TIMEOUT: Final = 9.0
+DEFAULT_TOTAL_TIMEOUT: Final = 8.0
 
 REDIRECT_HINT: Final = "; the server redirected the request, check the server URL"
 LOGIN_AGAIN_HINT: Final = "; try `spec-kitty auth login --force`"
@@ -381,10 +383,44 @@ class HttpxTokenGateway:
         payload: dict[str, str],
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
-        """Send one POST; return (status, body) where body is read only for a 200."""
+        """Send one POST within the total deadline; return (status, body), body read only for a 200."""
         client = self._get_client()
-        url = f"{base}{path}"
         started = time.monotonic()
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                outcome["value"] = self._post_now(client, base, path, payload, headers, started)
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome["error"] = exc
+            finally:
+                done.set()
+                if outcome.get("abandoned"):
+                    client.close()
+
+        threading.Thread(target=work, name="kitty-auth-http", daemon=True).start()
+        if not done.wait(self._total_timeout):
+            outcome["abandoned"] = True
+            with self._lock:  # the next request opens a new connection
+                if self._client is client:
+                    self._client = None
+            self._log(path, 0, started, note="total deadline exceeded")
+            raise NetworkError()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]  # type: ignore[no-any-return]
+
+    def _post_now(
+        self,
+        client: httpx.Client,
+        base: str,
+        path: str,
+        payload: dict[str, str],
+        headers: dict[str, str] | None,
+        started: float,
+    ) -> tuple[int, bytes]:
+        url = f"{base}{path}"
         status = 0
         try:
             with client.stream("POST", url, json=payload, headers=headers) as response:
