@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import stat
 import subprocess
@@ -49,9 +50,45 @@ def _permission_bits_enforced() -> bool:
         return False
 
 
-not_root = pytest.mark.skipif(
-    not _permission_bits_enforced(), reason="permission bits are not enforced for this user (root)"
+# Dropped from the bounding set, root keeps uid 0 (so it still owns the test's files and reaches the
+# interpreter under /root) but loses the capabilities that ignore permission bits.
+_DROP_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+_PROOF = textwrap.dedent(
+    """
+    import os, sys, tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "probe")
+        with open(p, "w") as fh:
+            fh.write("x")
+        os.chmod(p, 0)
+        try:
+            open(p).read()
+        except PermissionError:
+            pass
+        else:
+            sys.exit("permission bits are not enforced in the child")
+    """
 )
+
+
+def run_with_permission_bits_enforced(code: str, *args: str) -> str:
+    """Run ``code`` in a fresh interpreter for which permission bits apply; return its stdout.
+
+    As a normal user that is any interpreter. As root (the usual container), the child runs without
+    CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (setpriv), so it is refused what an ordinary user is
+    refused. The child first proves it: it must fail to read a mode-000 file.
+    """
+    prefix: list[str] = []
+    if not _permission_bits_enforced():
+        if shutil.which("setpriv") is None:
+            pytest.fail("running as root: needs setpriv (util-linux) to drop CAP_DAC_OVERRIDE for this check")
+        prefix = _DROP_DAC
+    result = subprocess.run([*prefix, sys.executable, "-c", _PROOF + textwrap.dedent(code), *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
 
 ISSUED = datetime(2026, 2, 3, 16, 30, 0, tzinfo=UTC)
 FILE_MESSAGE = "Cannot access credentials file"
@@ -227,31 +264,58 @@ def test_private_file_gives_no_warning(repo, path, capfd) -> None:
     assert capfd.readouterr() == ("", "")
 
 
-@not_root
 @posix_only
 def test_unreadable_file_is_a_credentials_file_error(repo, path) -> None:
     repo.save(make_credentials())
     path.chmod(0o000)
     try:
-        with pytest.raises(CredentialsFileError) as info:
-            repo.load()
-        assert not isinstance(info.value, CorruptCredentialsError)
+        outcome = run_with_permission_bits_enforced(
+            """
+            import sys
+            from kitty_auth.adapters.toml_repository import TomlCredentialRepository
+            from kitty_auth.domain.errors import CorruptCredentialsError, CredentialsFileError
+            try:
+                TomlCredentialRepository(sys.argv[1]).load()
+            except CorruptCredentialsError:
+                print("corrupt")
+            except CredentialsFileError as exc:
+                print("file error:", exc)
+            else:
+                print("loaded")
+            """,
+            str(path),
+        )
     finally:
         path.chmod(0o600)
+    assert outcome.startswith(f"file error: {FILE_MESSAGE}. Check permissions."), outcome
 
 
-@not_root
 @posix_only
 def test_unwritable_home_is_a_credentials_file_error(repo, path, home) -> None:
     repo.save(make_credentials())
     before = path.read_bytes()
     home.chmod(0o500)
     try:
-        with pytest.raises(CredentialsFileError):
-            repo.save(make_credentials("b@example.com"))
+        outcome = run_with_permission_bits_enforced(
+            """
+            import dataclasses, sys
+            from kitty_auth.adapters.toml_repository import TomlCredentialRepository
+            from kitty_auth.domain.errors import CredentialsFileError
+            repo = TomlCredentialRepository(sys.argv[1], lock_timeout=2.0)
+            try:
+                repo.save(dataclasses.replace(repo.load(), username="b@example.com"))
+            except CredentialsFileError as exc:
+                print("file error:", exc)
+            else:
+                print("saved")
+            """,
+            str(path),
+        )
     finally:
         home.chmod(0o700)
+    assert outcome.startswith(f"file error: {FILE_MESSAGE}. Check permissions."), outcome
     assert path.read_bytes() == before
+    assert temp_files(home) == []
 
 
 @pytest.mark.parametrize("failing", ["fsync", "replace"])

@@ -49,8 +49,8 @@ def _configured_server_url(config_path: Path) -> str | None:
     try:
         with open(config_path, "rb") as fh:
             data = tomllib.load(fh)
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):  # no config (a home that is a file has none either:
+        return None  # the credentials file's own error then names the real problem)
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         raise ConfigFileError(f"The config file {config_path} cannot be read; fix or remove it.") from None
     sync = data.get("sync")

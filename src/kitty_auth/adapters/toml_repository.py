@@ -34,9 +34,10 @@ Design choices:
   0600 on load (via ``fchmod`` on the already opened, non-followed descriptor) with one warning
   line on stderr, printed at most once per repository instance. The home directory is created
   0700 (``chmod``-ed after ``makedirs``, so the umask never matters). An existing home directory
-  with group/other bits is silently tightened to 0700 when we own it and it is not a sticky
-  shared directory such as ``/tmp``; failing to tighten it is not an error (the file's own 0600
-  is what protects the tokens).
+  with group/other bits (seen by a write, or by a read that finds a credentials file) loses those
+  bits, with one warning line, when we own it and it is not a sticky shared directory such as
+  ``/tmp``; one we cannot tighten is reported with one warning line; neither is an error (the
+  file's own 0600 is what protects the tokens).
 * **Lock.** ``<path>.lock`` (``credentials.lock`` for the default path) with ``filelock.FileLock``
   (needs filelock >= 3.12 for ``mode`` (3.10) and ``thread_local`` (3.12)). It is re-entrant
   within a thread, excludes other threads and processes, waits at most ``lock_timeout`` seconds
@@ -98,6 +99,7 @@ class TomlCredentialRepository:
         self._filelock: BaseFileLock | None = None
         self._filelock_guard = threading.Lock()
         self._warned_loose = False
+        self._warned_home = False
 
     # -- port ------------------------------------------------------------------------------
 
@@ -125,9 +127,10 @@ class TomlCredentialRepository:
         except OSError as exc:  # ENOTDIR (home is a file), EACCES on the directory...
             raise self._file_error(exc) from None
         if stat.S_ISLNK(st.st_mode):
-            raise CredentialsFileError(self._path, "is a symbolic link")
+            raise CredentialsFileError(self._path, f"{self._path} is a symbolic link")
         if not stat.S_ISREG(st.st_mode):
-            raise CredentialsFileError(self._path, "is not a regular file")
+            raise CredentialsFileError(self._path, f"{self._path} is not a regular file")
+        self._tighten_home()
         try:
             fd = os.open(self._path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY | _O_NONBLOCK)
         except FileNotFoundError:
@@ -162,7 +165,7 @@ class TomlCredentialRepository:
             except OSError as exc:
                 raise self._file_error(exc) from None
             if stat.S_ISLNK(st.st_mode):
-                raise CredentialsFileError(self._path, "is a symbolic link")
+                raise CredentialsFileError(self._path, f"{self._path} is a symbolic link")
             try:
                 os.unlink(self._path)
             except FileNotFoundError:
@@ -198,7 +201,7 @@ class TomlCredentialRepository:
             return
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise CredentialsFileError(self._path, "is not a regular file")
+            raise CredentialsFileError(self._path, f"{self._path} is not a regular file")
         if st.st_mode & _LOOSE_BITS:
             os.fchmod(fd, _FILE_MODE)  # on the descriptor: never follows a link; OSError -> caller
             if not self._warned_loose:
@@ -349,14 +352,41 @@ class TomlCredentialRepository:
             return
         if not stat.S_ISDIR(st.st_mode):
             raise CredentialsFileError(self._path, f"{home} is not a directory")
-        if (
-            not _IS_WINDOWS
-            and st.st_mode & _LOOSE_BITS
-            and not st.st_mode & stat.S_ISVTX
-            and st.st_uid == os.geteuid()
-        ):
-            with suppress(OSError):
-                os.chmod(home, _DIR_MODE)
+        self._tighten_home(st)
+
+    def _tighten_home(self, st: os.stat_result | None = None) -> None:
+        """Take group/other bits off an existing home we own, with one warning; else report it.
+
+        Only those bits are removed: a home its owner made read-only stays read-only. A sticky
+        shared directory (``/tmp``) is left alone. Never an error: the file's own 0600 is what
+        protects the tokens.
+        """
+        if _IS_WINDOWS:
+            return
+        home = self._path.parent
+        try:
+            st = st or os.stat(home)
+        except OSError:
+            return
+        if not stat.S_ISDIR(st.st_mode) or not st.st_mode & _LOOSE_BITS or st.st_mode & stat.S_ISVTX:
+            return
+        tight = stat.S_IMODE(st.st_mode) & ~_LOOSE_BITS
+        done = False
+        if st.st_uid == os.geteuid():
+            try:
+                os.chmod(home, tight)
+                done = True
+            except OSError:
+                pass
+        if not self._warned_home:
+            self._warned_home = True
+            sys.stderr.write(
+                f"Warning: {home} was accessible by other users; its permissions were set to {tight:04o}.\n"
+                if done
+                else f"Warning: {home} is accessible by other users; run `chmod go-rwx {home}`.\n"
+            )
+            with suppress(Exception):
+                sys.stderr.flush()
 
     def _prepare_lock_file(self) -> None:
         """Create the lock file 0600 ourselves (O_NOFOLLOW), whatever filelock's version does.

@@ -112,8 +112,11 @@ class CredentialsFileError(AuthError):
     def __init__(self, path: Path | str, detail: str = "") -> None:
         self.path = Path(path)
         self.detail = detail
+        # The contract's sentence verbatim, then what was found (a path and an OS reason, never a
+        # value from the file) and the suggested command.
+        found = f" ({detail})" if detail else ""
         super().__init__(
-            f"Cannot access credentials file. Check permissions (chmod 600 {self.path})."
+            f"Cannot access credentials file. Check permissions.{found} Try: chmod 600 {self.path}"
         )
 
 

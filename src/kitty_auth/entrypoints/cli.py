@@ -105,6 +105,10 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
             if current is not None:
                 click.echo(f"Already logged in as {current.username} at {current.server_url} (use --force to log in again).")
                 return
+        else:
+            # Read the stored file anyway, so a credentials path we must not use (a symlink, a home
+            # that is a file, an unreadable file) fails before any prompt or request, as without --force.
+            container.status().execute()
         name = username if username is not None else click.prompt("Username")
         password = _read_password_stdin() if password_stdin else click.prompt("Password", hide_input=True)
         credentials = use_case.execute(target, name, password)
