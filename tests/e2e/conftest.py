@@ -61,9 +61,9 @@ class E2E:
         """Add the tokens now on disk to the secrets that must never appear in any output."""
         try:
             data = tomllib.loads(self.credentials.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError):
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             return
-        tokens = data.get("tokens", {})
+        tokens = data.get("tokens") if isinstance(data.get("tokens"), dict) else {}
         self.secrets.update(v for k, v in tokens.items() if k in ("access", "refresh") and isinstance(v, str))
 
     def _record(self, run: Run) -> Run:
@@ -98,6 +98,9 @@ class E2E:
     def assert_no_leaks(self) -> None:
         self.remember_tokens()
         secrets = {s for s in self.secrets if len(s) >= 8}
+        # A JWT's header part is predictable, so its payload or signature alone is as good as
+        # the whole token: look for those too (both are unique per token).
+        secrets |= {part for s in list(secrets) if s.count(".") == 2 for part in s.split(".")[1:] if len(part) >= 16}
         for text in self.outputs + [self.server.log_path.read_text(errors="replace")]:
             for secret in secrets:
                 assert secret not in text, "a secret value leaked into output or a log"

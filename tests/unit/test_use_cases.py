@@ -307,3 +307,23 @@ class TestObtainWsToken:
         text = repr(creds) + repr(ws) + str(creds) + repr(creds.tokens)
         for secret in (creds.tokens.access, creds.tokens.refresh, ws.ws_token):
             assert secret not in text
+
+
+class TestFixesFromHardening:
+    def test_a_forced_refresh_that_fails_transiently_raises_instead_of_pretending(self, repo, gateway, clock):
+        old = logged_in(repo, gateway, clock)
+        gateway.fail_next("refresh", ServerUnavailableError(503))
+        with pytest.raises(ServerUnavailableError):
+            ensure(repo, gateway, clock).execute(force=True)
+        assert repo.credentials == old
+
+    def test_login_with_an_unusable_store_sends_no_password(self, gateway, clock):
+        from kitty_auth.domain.errors import CredentialsFileError
+
+        class Unwritable(InMemoryCredentialRepository):
+            def lock(self):
+                raise CredentialsFileError("/home/u/.spec-kitty/credentials")
+
+        with pytest.raises(CredentialsFileError):
+            Login(Unwritable(), gateway, clock).execute(SERVER, USER, PASSWORD)
+        assert gateway.calls == []

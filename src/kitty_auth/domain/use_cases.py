@@ -67,14 +67,17 @@ class Login:
         target = normalize_server_url(server_url)
         name = check_username(username)
         check_password(password)
-        requested_at = self._clock.now()
-        issued = self._gateway.obtain(target, name, password)
-        credentials = Credentials(
-            tokens=TokenPair.issued(issued.access, issued.refresh, requested_at),
-            username=name,
-            server_url=target,
-        )
-        self._repo.save(credentials)
+        # Taking the lock first proves the home folder is usable before the password is sent,
+        # and keeps a concurrent refresh from writing between our request and our save.
+        with self._repo.lock():
+            requested_at = self._clock.now()
+            issued = self._gateway.obtain(target, name, password)
+            credentials = Credentials(
+                tokens=TokenPair.issued(issued.access, issued.refresh, requested_at),
+                username=name,
+                server_url=target,
+            )
+            self._repo.save(credentials)
         log.info("logged in as %s at %s", name, target)
         return credentials
 
@@ -170,7 +173,7 @@ class EnsureFreshToken:
                 elif not force and self._good_enough(current, None):
                     log.debug("using tokens another process stored")
                     return current
-                return self._refresh_locked(current, fallback_ok=rejected_access is None)
+                return self._refresh_locked(current, fallback_ok=rejected_access is None and not force)
         except CredentialsLockTimeoutError:
             if force and rejected_access is None:
                 raise  # an explicit "refresh now" must not silently do nothing
