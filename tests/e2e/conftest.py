@@ -107,6 +107,17 @@ class E2E:
 
 
 @pytest.fixture
+def server(fresh_refserver_state: RefServer, monkeypatch: pytest.MonkeyPatch) -> RefServer:
+    """The reference server, trusted by in-process clients of this test (SSL_CERT_FILE), no proxies."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(fresh_refserver_state.ca_path))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SPEC_KITTY_SAAS_URL", raising=False)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return fresh_refserver_state
+
+
+@pytest.fixture
 def e2e(fresh_refserver_state: RefServer, tmp_path: Path) -> Iterator[E2E]:
     world = E2E(server=fresh_refserver_state, home=tmp_path / "spec-kitty-home")
     yield world

@@ -43,16 +43,6 @@ def expected(login: int = 0, refresh: int = 0, ws_token: int = 0, handshake: int
 
 
 @pytest.fixture
-def server(fresh_refserver_state: RefServer, monkeypatch: pytest.MonkeyPatch) -> RefServer:
-    monkeypatch.setenv("SSL_CERT_FILE", str(fresh_refserver_state.ca_path))
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    monkeypatch.delenv("SPEC_KITTY_SAAS_URL", raising=False)
-    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    return fresh_refserver_state
-
-
-@pytest.fixture
 def home(server: RefServer, tmp_path: Path) -> Iterator[Path]:
     """A home logged in to ``server`` (statistics reset afterwards)."""
     home = tmp_path / "home"

@@ -9,7 +9,6 @@ any output or in the server log.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import stat

@@ -45,16 +45,6 @@ class RecordingAuthClient(AuthClient):
 
 
 @pytest.fixture
-def server(fresh_refserver_state: RefServer, monkeypatch: pytest.MonkeyPatch) -> RefServer:
-    monkeypatch.setenv("SSL_CERT_FILE", str(fresh_refserver_state.ca_path))
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    monkeypatch.delenv("SPEC_KITTY_SAAS_URL", raising=False)
-    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    return fresh_refserver_state
-
-
-@pytest.fixture
 def auth(server: RefServer, tmp_path: Path) -> Iterator[RecordingAuthClient]:
     client = RecordingAuthClient(server_url=server.url, home=tmp_path / "home")
     client.obtain_tokens(DEMO_USERNAME, DEMO_PASSWORD)

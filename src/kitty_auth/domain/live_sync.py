@@ -285,25 +285,21 @@ class LiveSyncSession:
     # --------------------------------------------------------------------------- internals
 
     async def _connect_authenticated(self) -> LiveConnection:
-        ticket = await self._tickets()
-        try:
-            conn = await self._connector.connect(ticket.url, ticket.ws_token)
-        except HandshakeRejectedError as exc:
-            if exc.status != 401:
-                raise
-            log.info("WebSocket handshake denied with 401; retrying once with a new ws token")
-        else:
+        """Connect with a fresh ws token; a 401 handshake gets one new token and one retry."""
+        for retry in (False, True):
+            ticket = await self._tickets()
+            try:
+                conn = await self._connector.connect(ticket.url, ticket.ws_token)
+            except HandshakeRejectedError as exc:
+                if exc.status != 401:
+                    raise
+                if retry:
+                    raise WebSocketAuthenticationError() from None
+                log.info("WebSocket handshake denied with 401; retrying once with a new ws token")
+                continue
             self.connections += 1
             return conn
-        ticket = await self._tickets()
-        try:
-            conn = await self._connector.connect(ticket.url, ticket.ws_token)
-        except HandshakeRejectedError as exc:
-            if exc.status != 401:
-                raise
-            raise WebSocketAuthenticationError() from None
-        self.connections += 1
-        return conn
+        raise AssertionError("unreachable")
 
     async def _read_forever(self) -> None:
         try:
