@@ -99,7 +99,7 @@ __all__ = ["Container", "Settings", "build_container", "close_network", "is_cont
 
 class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(load_settings)
-    lock_timeout = providers.Object(20.0)  # > the gateway's worst realistic request (~15 s): waiters outlast a slow legitimate refresh
+    lock_timeout = providers.Object(20.0)  # well over the 8 s request deadline: waiters outlast a slow legitimate refresh or login
     clock = providers.Singleton(SystemClock)
     policy = providers.Singleton(ExpiryPolicy)
     credentials_path = providers.Callable(lambda settings: settings.credentials_path, settings)

@@ -90,7 +90,7 @@ def _tmp_prefix(path: Path) -> str:
 class TomlCredentialRepository:
     """The stored session in a TOML file at ``path`` (normally ``$SPEC_KITTY_HOME/credentials``)."""
 
-    def __init__(self, path: Path | str, *, lock_timeout: float = 10.0) -> None:
+    def __init__(self, path: Path | str, *, lock_timeout: float = 20.0) -> None:
         if not (lock_timeout >= 0 and lock_timeout != float("inf")):
             raise ValueError("lock_timeout must be a finite number of seconds >= 0")
         self._path = Path(path)
