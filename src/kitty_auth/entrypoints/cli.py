@@ -100,15 +100,12 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
     def run() -> None:
         target = normalize_server_url(server or container.settings().server_url)
         use_case = container.login()
-        if not force:
-            current = use_case.already_logged_in(target)
-            if current is not None:
-                click.echo(f"Already logged in as {current.username} at {current.server_url} (use --force to log in again).")
-                return
-        else:
-            # Read the stored file anyway, so a credentials path we must not use (a symlink, a home
-            # that is a file, an unreadable file) fails before any prompt or request, as without --force.
-            container.status().execute()
+        # Reading the stored session also proves the credentials path is usable (no symlink,
+        # home not a file, file readable) before any prompt or request, with --force too.
+        current = use_case.already_logged_in(target)
+        if current is not None and not force:
+            click.echo(f"Already logged in as {current.username} at {current.server_url} (use --force to log in again).")
+            return
         name = username if username is not None else click.prompt("Username")
         password = _read_password_stdin() if password_stdin else click.prompt("Password", hide_input=True)
         credentials = use_case.execute(target, name, password)
