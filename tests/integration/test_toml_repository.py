@@ -153,23 +153,7 @@ def test_file_text_is_exactly_the_contract_format(repo, path) -> None:
 
 def test_the_contract_example_file_loads(repo, path, home) -> None:
     home.mkdir(mode=0o700)
-    path.write_text(
-        textwrap.dedent(
-            """\
-            [tokens]
-            access = "eyJ.a.b"
-            refresh = "eyJ.c.d"
-            access_expires_at = "2026-02-03T16:45:00Z"
-            refresh_expires_at = "2026-02-10T16:30:00Z"
-
-            [user]
-            username = "user@example.com"
-
-            [server]
-            url = "https://spec-kitty-dev.fly.dev"
-            """
-        )
-    )
+    path.write_text(VALID)  # the contract's example, verbatim
     path.chmod(0o600)
     loaded = repo.load()
     assert loaded is not None
