@@ -462,6 +462,8 @@ class HttpxTokenGateway:
             if size > self._max_body_bytes:
                 raise _BodyTooLarge()
             chunks.append(chunk)
+            # The caller is already released by the deadline in _post; this stops an abandoned
+            # worker from reading a trickled body for hours.
             if time.monotonic() - started > self._total_timeout:
                 raise _DeadlineExceeded()
         return b"".join(chunks)

@@ -52,10 +52,6 @@ class AuthClient:
         """A valid access token, refreshed first when needed (at most one refresh machine-wide)."""
         return self._container.ensure_fresh_token().execute().tokens.access
 
-    def reject_access_token(self, access_token: str) -> str:
-        """The server refused ``access_token``: return a replacement (refreshing once if needed)."""
-        return self._container.ensure_fresh_token().execute(rejected_access=access_token).tokens.access
-
     def credentials(self) -> Credentials:
         current = self._container.status().execute().credentials
         if current is None:
