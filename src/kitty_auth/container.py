@@ -70,8 +70,9 @@ from kitty_auth.domain.use_cases import (
 
 def _httpx_gateway() -> object:
     from kitty_auth.adapters.http_gateway import HttpxTokenGateway  # imports httpx: network paths only
+    from kitty_auth.adapters.session_gateway import SessionTokenGateway
 
-    return HttpxTokenGateway()
+    return SessionTokenGateway(HttpxTokenGateway())
 
 
 class _LazyGateway:

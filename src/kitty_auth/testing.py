@@ -124,7 +124,8 @@ class FakeTokenGateway:
             raise InvalidCredentialsError()
         return self._issue()
 
-    def refresh(self, server_url: str, refresh_token: str) -> IssuedTokens:
+    def refresh(self, session: Credentials) -> IssuedTokens:
+        refresh_token = session.tokens.refresh
         self._maybe_fail("refresh")
         if self.during_refresh is not None:
             hook, self.during_refresh = self.during_refresh, None

@@ -63,7 +63,7 @@ def ensure(repo, gateway, clock) -> EnsureFreshToken:
 def refreshed_elsewhere(repo, gateway, clock) -> Credentials:
     """What another process would store after a refresh (bypassing our lock)."""
     current = repo.credentials
-    issued = gateway.refresh(SERVER, current.tokens.refresh)
+    issued = gateway.refresh(current)
     repo.credentials = current.with_tokens(TokenPair.issued(issued.access, issued.refresh, clock.now()))
     return repo.credentials
 

@@ -212,7 +212,7 @@ class TestEnsureFreshToken:
 
         def other_process_refreshes_first():  # bypasses our lock, as an older client might
             current = repo.credentials
-            issued = gateway.refresh(SERVER, current.tokens.refresh)
+            issued = gateway.refresh(current)
             winner.append(current.with_tokens(TokenPair.issued(issued.access, issued.refresh, clock.now())))
             repo.credentials = winner[0]
 
@@ -254,7 +254,7 @@ class TestEnsureFreshToken:
     def test_refresh_goes_to_the_server_that_issued_the_tokens(self, repo, gateway, clock):
         seen = []
         original = gateway.refresh
-        gateway.refresh = lambda url, token: (seen.append(url), original(url, token))[1]
+        gateway.refresh = lambda session: (seen.append(session.server_url), original(session))[1]
         logged_in(repo, gateway, clock)
         clock.advance(timedelta(minutes=16))
         ensure(repo, gateway, clock).execute()

@@ -13,6 +13,7 @@ import base64
 import binascii
 import enum
 import json
+import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -99,11 +100,40 @@ def jwt_claims(token: str) -> dict[str, object] | None:
     return claims if isinstance(claims, dict) else None
 
 
+# No real token lives longer than this; a larger (or non-finite) lifetime is a hostile or broken
+# response, refused as malformed instead of overflowing datetime arithmetic.
+MAX_LIFETIME = timedelta(days=3660)
+DEFAULT_ACCESS_LIFETIME = timedelta(minutes=15)
+DEFAULT_REFRESH_LIFETIME = timedelta(days=7)  # password servers; OAuth: unknown (None)
+
+
 def _claim_seconds(claims: dict[str, object], name: str) -> float | None:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def lifetime_from_seconds(value: float | None) -> timedelta | None:
+    """A lifetime given in seconds by a response (``expires_in``...); None when absent.
+
+    MalformedResponseError for a value that is not a positive, finite, plausible duration.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MalformedResponseError()
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise MalformedResponseError() from None
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_LIFETIME.total_seconds():
+        raise MalformedResponseError()
+    return timedelta(seconds=seconds)
 
 
 def token_lifetime(token: str) -> timedelta | None:
@@ -112,7 +142,7 @@ def token_lifetime(token: str) -> timedelta | None:
     if claims is None:
         return None
     exp, iat = _claim_seconds(claims, "exp"), _claim_seconds(claims, "iat")
-    if exp is None or iat is None or exp <= iat:
+    if exp is None or iat is None or exp <= iat or exp - iat > MAX_LIFETIME.total_seconds():
         return None
     return timedelta(seconds=exp - iat)
 
@@ -130,12 +160,17 @@ def local_expiry(token: str, requested_at: datetime) -> datetime:
     if exp is None:
         raise MalformedResponseError()
     lifetime = token_lifetime(token)
-    if lifetime is None:
-        try:
+    try:
+        if lifetime is None:
             return datetime.fromtimestamp(exp, UTC)
-        except (OverflowError, OSError, ValueError):
-            raise MalformedResponseError() from None
-    return utc(requested_at) + lifetime
+        return utc(requested_at) + lifetime
+    except (OverflowError, OSError, ValueError):
+        raise MalformedResponseError() from None
+
+
+def is_jwt(token: str) -> bool:
+    """True when ``token`` decodes as a JWT payload (its lifetime then comes from its claims)."""
+    return jwt_claims(token) is not None
 
 
 class AccessDecision(enum.Enum):
@@ -184,61 +219,202 @@ class ExpiryPolicy:
         return self.decide(expires_at, now, lifetime) is not AccessDecision.REFRESH_REQUIRED
 
 
+@dataclass(frozen=True, repr=False)
+class IssuedTokens:
+    """Tokens as the server returned them, with the lifetime fields of its response.
+
+    The model turns them into a TokenPair (``TokenPair.from_issued``). ``expires_in`` and
+    ``refresh_expires_in`` are seconds; ``refresh_expires_at`` an aware instant on the server's
+    clock (used only when no ``refresh_expires_in`` is given).
+    """
+
+    access: str
+    refresh: str
+    expires_in: float | None = None
+    refresh_expires_in: float | None = None
+    refresh_expires_at: datetime | None = None
+    team_slug: str | None = None
+    session_id: str | None = None
+
+    def __repr__(self) -> str:
+        return "IssuedTokens(access=<redacted>, refresh=<redacted>)"
+
+
+def _opaque_expiry(requested_at: datetime, lifetime: timedelta) -> datetime:
+    try:
+        return utc(requested_at) + lifetime
+    except OverflowError:
+        raise MalformedResponseError() from None
+
+
 @dataclass(frozen=True)
 class TokenPair:
+    """An access and a refresh token with their local-clock expiry instants.
+
+    ``refresh_expires_at`` is None when the server never said how long the refresh token lives
+    (OAuth servers may not): it is then valid until the server refuses it.
+    """
+
     access: str
     refresh: str
     access_expires_at: datetime
-    refresh_expires_at: datetime
+    refresh_expires_at: datetime | None
 
     @classmethod
-    def issued(cls, access: str, refresh: str, requested_at: datetime) -> TokenPair:
-        """The pair the server just issued in answer to a request sent at ``requested_at``."""
+    def issued(
+        cls,
+        access: str,
+        refresh: str,
+        requested_at: datetime,
+        *,
+        expires_in: float | None = None,
+        refresh_expires_in: float | None = None,
+        refresh_expires_at: datetime | None = None,
+        default_refresh: timedelta | None = DEFAULT_REFRESH_LIFETIME,
+    ) -> TokenPair:
+        """The pair the server just issued in answer to a request sent at ``requested_at``.
+
+        A JWT's lifetime comes from its claims (``exp - iat``); an opaque token's from the
+        response's fields, measured from ``requested_at`` (``refresh_expires_in`` wins over
+        ``refresh_expires_at``), failing those from the defaults (15 min; ``default_refresh``).
+        """
         if not access or not refresh:
             raise MalformedResponseError()
-        return cls(
-            access=access,
-            refresh=refresh,
-            access_expires_at=local_expiry(access, requested_at),
-            refresh_expires_at=local_expiry(refresh, requested_at),
+        if is_jwt(access):
+            access_at = local_expiry(access, requested_at)
+        else:
+            access_at = _opaque_expiry(requested_at, lifetime_from_seconds(expires_in) or DEFAULT_ACCESS_LIFETIME)
+        refresh_at: datetime | None
+        if is_jwt(refresh):
+            refresh_at = local_expiry(refresh, requested_at)
+        elif (life := lifetime_from_seconds(refresh_expires_in)) is not None:
+            refresh_at = _opaque_expiry(requested_at, life)
+        elif refresh_expires_at is not None:
+            refresh_at = utc(refresh_expires_at)
+        elif default_refresh is not None:
+            refresh_at = _opaque_expiry(requested_at, default_refresh)
+        else:
+            refresh_at = None
+        return cls(access=access, refresh=refresh, access_expires_at=access_at, refresh_expires_at=refresh_at)
+
+    @classmethod
+    def from_issued(
+        cls, issued: IssuedTokens, requested_at: datetime, *,
+        default_refresh: timedelta | None = DEFAULT_REFRESH_LIFETIME,
+    ) -> TokenPair:
+        return cls.issued(
+            issued.access, issued.refresh, requested_at,
+            expires_in=issued.expires_in, refresh_expires_in=issued.refresh_expires_in,
+            refresh_expires_at=issued.refresh_expires_at, default_refresh=default_refresh,
         )
 
     @property
     def access_lifetime(self) -> timedelta | None:
         return token_lifetime(self.access)
 
+    def refresh_usable(self, now: datetime) -> bool:
+        """The refresh token has not expired (an unknown expiry counts as usable)."""
+        return self.refresh_expires_at is None or now < self.refresh_expires_at
+
     def __repr__(self) -> str:  # never show token values, even in a debugger or a log
+        refresh_at = format_instant(self.refresh_expires_at) if self.refresh_expires_at else None
         return (
             f"TokenPair(access=<redacted>, refresh=<redacted>, "
             f"access_expires_at={format_instant(self.access_expires_at)}, "
-            f"refresh_expires_at={format_instant(self.refresh_expires_at)})"
+            f"refresh_expires_at={refresh_at})"
         )
 
 
+class LoginMethod(enum.StrEnum):
+    """How a session was obtained (``status --json``'s ``login_method``)."""
+
+    PASSWORD = "password"
+    WEB = "web"
+    DEVICE = "device"
+
+
 @dataclass(frozen=True)
+class OAuthClient:
+    """What refreshing and revoking an OAuth session needs: the public client and its endpoints.
+
+    Stored with the session so that a refresh goes to the endpoint the login used (same origin
+    as the server, checked at login), never to one discovered later.
+    """
+
+    client_id: str
+    token_endpoint: str
+    revocation_endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class Team:
+    id: str
+    slug: str
+    name: str = ""
+    role: str = ""
+    is_private_teamspace: bool = False
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the session belongs to, from the server's ``GET /api/v1/me``."""
+
+    email: str
+    name: str = ""
+    user_id: str = ""
+    teams: tuple[Team, ...] = ()
+
+    @property
+    def team_slug(self) -> str | None:
+        """The private teamspace, else the first team (CONTRACT: OAuth sessions' team)."""
+        for team in self.teams:
+            if team.is_private_teamspace:
+                return team.slug
+        return self.teams[0].slug if self.teams else None
+
+
+@dataclass(frozen=True, repr=False)
 class Credentials:
-    """A stored session: the tokens, who they belong to, and the server that issued them."""
+    """A stored session: the tokens, who they belong to, and the server that issued them.
+
+    ``oauth`` is set for sessions from an OAuth server (browser or device login) and says where
+    they are refreshed and revoked; password sessions refresh at the simplejwt endpoint.
+    """
 
     tokens: TokenPair
     username: str
     server_url: str
+    team_slug: str | None = None
+    login_method: LoginMethod = LoginMethod.PASSWORD
+    session_id: str | None = None
+    oauth: OAuthClient | None = None
+    identity: Identity | None = None
 
     def is_authenticated(self, now: datetime) -> bool:
         """Logged in while the refresh token has not expired."""
-        return now < self.tokens.refresh_expires_at
+        return self.tokens.refresh_usable(now)
 
     def access_decision(self, now: datetime, policy: ExpiryPolicy) -> AccessDecision:
         return policy.decide(self.tokens.access_expires_at, now, self.tokens.access_lifetime)
 
-    def with_tokens(self, tokens: TokenPair) -> Credentials:
-        return replace(self, tokens=tokens)
+    def with_tokens(self, tokens: TokenPair, team_slug: str | None = None) -> Credentials:
+        """The session with rotated tokens; a team the server names replaces the stored one."""
+        return replace(self, tokens=tokens, team_slug=team_slug or self.team_slug)
+
+    def refreshed(self, issued: IssuedTokens, requested_at: datetime) -> Credentials:
+        """The session after a refresh answered with ``issued`` (request sent at ``requested_at``)."""
+        default_refresh = None if self.oauth is not None else DEFAULT_REFRESH_LIFETIME
+        tokens = TokenPair.from_issued(issued, requested_at, default_refresh=default_refresh)
+        return self.with_tokens(tokens, issued.team_slug)
 
     def issued_by(self, server_url: str) -> bool:
         return same_server(self.server_url, server_url)
 
-    __repr__ = lambda self: (  # noqa: E731 - keep tokens out of every repr
-        f"Credentials(username={self.username!r}, server_url={self.server_url!r}, tokens={self.tokens!r})"
-    )
+    def __repr__(self) -> str:  # keep tokens out of every repr
+        return (
+            f"Credentials(username={self.username!r}, server_url={self.server_url!r}, "
+            f"login_method={self.login_method.value!r}, tokens={self.tokens!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -248,9 +424,11 @@ class WsToken:
     ws_token: str
     expires_at: datetime
     expires_in: int
+    ws_url: str | None = None  # the WebSocket URL the server named (checked: wss, same host)
 
     def __repr__(self) -> str:
-        return f"WsToken(ws_token=<redacted>, expires_at={format_instant(self.expires_at)}, expires_in={self.expires_in})"
+        return (f"WsToken(ws_token=<redacted>, expires_at={format_instant(self.expires_at)}, "
+                f"expires_in={self.expires_in}, ws_url={self.ws_url!r})")
 
 
 @dataclass(frozen=True)

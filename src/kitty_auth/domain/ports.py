@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from kitty_auth.domain.model import Credentials, WsToken
+from kitty_auth.domain.model import Credentials, IssuedTokens, WsToken
 
-
-@dataclass(frozen=True)
-class IssuedTokens:
-    """Raw tokens as the server returned them (the model turns them into a TokenPair)."""
-
-    access: str
-    refresh: str
-
-    def __repr__(self) -> str:
-        return "IssuedTokens(access=<redacted>, refresh=<redacted>)"
+__all__ = ["Clock", "CredentialRepository", "IssuedTokens", "TokenGateway"]
 
 
 class Clock(Protocol):
@@ -34,8 +24,12 @@ class TokenGateway(Protocol):
         """POST /api/v1/token/. 401 -> InvalidCredentialsError."""
         ...
 
-    def refresh(self, server_url: str, refresh_token: str) -> IssuedTokens:
-        """POST /api/v1/token/refresh/. 401 -> TokenRejectedError."""
+    def refresh(self, session: Credentials) -> IssuedTokens:
+        """Rotate ``session``'s refresh token at the server that issued it. 401 -> TokenRejectedError.
+
+        Password sessions: POST /api/v1/token/refresh/; OAuth sessions: the refresh-token grant
+        at the session's stored token endpoint.
+        """
         ...
 
     def ws_token(self, server_url: str, access_token: str) -> WsToken:

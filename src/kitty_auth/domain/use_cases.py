@@ -73,9 +73,10 @@ class Login:
             requested_at = self._clock.now()
             issued = self._gateway.obtain(target, name, password)
             credentials = Credentials(
-                tokens=TokenPair.issued(issued.access, issued.refresh, requested_at),
+                tokens=TokenPair.from_issued(issued, requested_at),
                 username=name,
                 server_url=target,
+                team_slug=issued.team_slug,
             )
             self._repo.save(credentials)
         log.info("logged in as %s at %s", name, target)
@@ -207,7 +208,7 @@ class EnsureFreshToken:
         if not current.is_authenticated(now):
             raise SessionExpiredError()
         try:
-            issued = self._gateway.refresh(current.server_url, current.tokens.refresh)
+            issued = self._gateway.refresh(current)
         except TokenRejectedError:
             self.forget_if_unchanged(current)
             raise SessionExpiredError() from None
@@ -217,7 +218,7 @@ class EnsureFreshToken:
                 log.warning("token refresh failed (%s); using the still-valid access token", exc)
                 return current
             raise
-        refreshed = current.with_tokens(TokenPair.issued(issued.access, issued.refresh, now))
+        refreshed = current.refreshed(issued, now)
         self._repo.save(refreshed)
         log.info("access token refreshed")
         return refreshed

@@ -1,0 +1,33 @@
+"""The TokenGateway the use cases see: each session is refreshed by the protocol that issued it.
+
+Password sessions go to the simplejwt adapter (``HttpxTokenGateway``); OAuth sessions (those
+with ``Credentials.oauth``) to the OAuth adapter, built on first use so that a password user
+never imports OAuth code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kitty_auth.domain.model import Credentials, IssuedTokens, WsToken
+
+
+class SessionTokenGateway:
+    def __init__(self, password: Any, oauth: Callable[[], Any] | None = None) -> None:
+        self._password = password
+        self._oauth = oauth
+
+    def obtain(self, server_url: str, username: str, password: str) -> IssuedTokens:
+        return self._password.obtain(server_url, username, password)  # type: ignore[no-any-return]
+
+    def refresh(self, session: Credentials) -> IssuedTokens:
+        if session.oauth is not None and self._oauth is not None:
+            return self._oauth().refresh(session)  # type: ignore[no-any-return]
+        return self._password.refresh(session.server_url, session.tokens.refresh)  # type: ignore[no-any-return]
+
+    def ws_token(self, server_url: str, access_token: str) -> WsToken:
+        return self._password.ws_token(server_url, access_token)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._password.close()
