@@ -701,3 +701,51 @@ def test_ssl_cert_file_adds_to_the_system_bundle_instead_of_replacing_it(
     ctx = build_ssl_context()
     inner: ssl.SSLContext = getattr(ctx, "_ctx", ctx)
     assert len(inner.get_ca_certs()) > 1  # the CA from SSL_CERT_FILE and the OS bundle
+
+
+# --------------------------------------------------------------------------- request (the shared core)
+
+
+def test_request_posts_a_form_and_returns_any_status_with_its_body() -> None:
+    gw, rec = gateway_for(json_response(400, {"error": "authorization_pending"}))
+    status, body = gw.request(
+        "post", SERVER + "/oauth/token/", form={"grant_type": "refresh_token", "refresh_token": "r"}
+    )
+    assert status == 400
+    assert json.loads(body) == {"error": "authorization_pending"}
+    request = rec.requests[0]
+    assert request.method == "POST"
+    assert str(request.url) == SERVER + "/oauth/token/"  # the exact path, trailing slash kept
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert request.content == b"grant_type=refresh_token&refresh_token=r"
+
+
+def test_request_get_with_a_bearer_header() -> None:
+    gw, rec = gateway_for(json_response(200, {"email": "u@example.com"}))
+    status, body = gw.request("GET", SERVER + "/api/v1/me", headers={"Authorization": "Bearer abc"})
+    assert (status, json.loads(body)) == (200, {"email": "u@example.com"})
+    assert rec.requests[0].method == "GET"
+    assert rec.requests[0].headers["authorization"] == "Bearer abc"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://auth.example.test/x", "https://u:p@auth.example.test/x", "https://auth.example.test/x?a=1"]
+)
+def test_request_refuses_unusable_urls_before_sending(url: str) -> None:
+    gw, rec = gateway_for(json_response(200, {}))
+    with pytest.raises(InvalidServerUrlError):
+        gw.request("GET", url)
+    assert rec.calls == 0
+
+
+def test_request_with_an_unsendable_header_value_sends_nothing() -> None:
+    gw, rec = gateway_for(json_response(200, {}))
+    with pytest.raises(TokenRejectedError):
+        gw.request("GET", SERVER + "/api/v1/me", headers={"Authorization": "Bearer a\r\nX: 1"})
+    assert rec.calls == 0
+
+
+def test_request_caps_the_body_of_an_error_status_too() -> None:
+    gw, _ = gateway_for(lambda r: httpx.Response(400, content=b"x" * 2000), max_body_bytes=1000)
+    with pytest.raises(MalformedResponseError):
+        gw.request("POST", SERVER + "/oauth/token/", form={"a": "b"})

@@ -65,9 +65,12 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Annotated, Any, Final, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
@@ -108,6 +111,9 @@ CHECK_URL_HINT: Final = "; check the server URL"
 # A token we send in a header or accept from the server: printable ASCII, no spaces.
 _TOKEN_PATTERN: Final = r"^[\x21-\x7e]+$"
 _TOKEN_RE: Final = re.compile(_TOKEN_PATTERN)
+
+# A header value we send: printable ASCII (spaces allowed, as in "Bearer <token>").
+_HEADER_VALUE_RE: Final = re.compile(r"^[\x20-\x7e]+$")
 
 Token = Annotated[StrictStr, Field(min_length=1, max_length=16_384, pattern=_TOKEN_PATTERN)]
 
@@ -271,6 +277,21 @@ class _DeadlineExceeded(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class _Exchange:
+    """One request as the worker thread sends it."""
+
+    method: str
+    url: str
+    path: str  # what the logs show: never the query (there is none) or the host's user info
+    json: object
+    form: Mapping[str, str] | None
+    headers: Mapping[str, str] | None
+    started: float
+    deadline: float
+    body_for_any_status: bool
+
+
 def _is_cert_verification_failure(exc: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -374,6 +395,43 @@ class HttpxTokenGateway:
         expires_at: datetime = utc(parsed.expires_at)
         return WsToken(ws_token=parsed.ws_token, expires_at=expires_at, expires_in=parsed.expires_in)
 
+    # -- the shared request core (also used by the OAuth adapter)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        form: Mapping[str, str] | None = None,
+        json: object = None,
+        headers: Mapping[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> tuple[int, bytes]:
+        """One HTTPS request with this gateway's trust, timeouts, total deadline, body cap and logs.
+
+        ``url`` must be an ``https://`` URL without user info, query or fragment (else
+        InvalidServerUrlError, before any traffic). ``form`` is sent form-encoded, ``json`` as
+        JSON (at most one of them). ``deadline`` (seconds, default the gateway's total timeout)
+        bounds the whole exchange. Returns ``(status, body)``; the body is read for every status
+        (capped: MalformedResponseError above ``max_body_bytes``) and redirects are returned,
+        not followed. Raises NetworkError (no answer within the deadline, DNS, refused, reset),
+        TLSVerificationError; a header value that is not printable ASCII (e.g. a damaged token)
+        raises TokenRejectedError without sending anything.
+        """
+        normalize_server_url(url)  # validation only: keeps the caller's exact path
+        for value in (headers or {}).values():
+            if not isinstance(value, str) or not _HEADER_VALUE_RE.fullmatch(value):
+                raise TokenRejectedError()
+        return self._send(
+            method.upper(),
+            url,
+            form=form,
+            json=json,
+            headers=headers,
+            deadline=self._total_timeout if deadline is None else deadline,
+            body_for_any_status=True,
+        )
+
     # -- internals
 
     def _post(
@@ -383,15 +441,34 @@ class HttpxTokenGateway:
         payload: dict[str, str],
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
-        """Send one POST within the total deadline; return (status, body), body read only for a 200."""
+        """POST JSON to one of the simplejwt endpoints; the body is read only for a 200."""
+        return self._send(
+            "POST", f"{base}{path}", json=payload, headers=headers,
+            deadline=self._total_timeout, body_for_any_status=False,
+        )
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: object = None,
+        form: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline: float,
+        body_for_any_status: bool,
+    ) -> tuple[int, bytes]:
+        """Send one request within ``deadline`` seconds; return (status, body)."""
         client = self._get_client()
         started = time.monotonic()
         outcome: dict[str, Any] = {}
         done = threading.Event()
+        path = urlsplit(url).path
+        exchange = _Exchange(method, url, path, json, form, headers, started, deadline, body_for_any_status)
 
         def work() -> None:
             try:
-                outcome["value"] = self._post_now(client, base, path, payload, headers, started)
+                outcome["value"] = self._send_now(client, exchange)
             except BaseException as exc:  # handed to the caller's thread below
                 outcome["error"] = exc
             finally:
@@ -400,54 +477,49 @@ class HttpxTokenGateway:
                     client.close()
 
         threading.Thread(target=work, name="kitty-auth-http", daemon=True).start()
-        if not done.wait(self._total_timeout):
+        if not done.wait(deadline):
             outcome["abandoned"] = True
             with self._lock:  # the next request opens a new connection
                 if self._client is client:
                     self._client = None
-            self._log(path, 0, started, note="total deadline exceeded")
+            self._log(method, path, 0, started, note="total deadline exceeded")
             raise NetworkError()
         if "error" in outcome:
             raise outcome["error"]
         return outcome["value"]  # type: ignore[no-any-return]
 
-    def _post_now(
-        self,
-        client: httpx.Client,
-        base: str,
-        path: str,
-        payload: dict[str, str],
-        headers: dict[str, str] | None,
-        started: float,
-    ) -> tuple[int, bytes]:
-        url = f"{base}{path}"
+    def _send_now(self, client: httpx.Client, ex: _Exchange) -> tuple[int, bytes]:
         status = 0
+        method, path, started = ex.method, ex.path, ex.started
         try:
-            with client.stream("POST", url, json=payload, headers=headers) as response:
+            with client.stream(
+                method, ex.url, json=ex.json, data=ex.form, headers=ex.headers
+            ) as response:
                 status = response.status_code
-                body = self._read_capped(response, started) if status == 200 else b""
+                wanted = ex.body_for_any_status or status == 200
+                body = self._read_capped(response, started, ex.deadline) if wanted else b""
         except (_BodyTooLarge, _DeadlineExceeded) as exc:
-            self._log(path, status, started, note=type(exc).__name__)
+            self._log(method, path, status, started, note=type(exc).__name__)
             if isinstance(exc, _BodyTooLarge):
                 raise MalformedResponseError() from None
             raise NetworkError() from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL):
-            self._log(path, status, started, note="invalid URL")
+            self._log(method, path, status, started, note="invalid URL")
             raise InvalidServerUrlError(
                 "The server URL is not a valid URL; give an https:// URL."
             ) from None
         except httpx.TransportError as exc:
             if _is_cert_verification_failure(exc):
-                self._log(path, status, started, note="TLS verification failed")
+                self._log(method, path, status, started, note="TLS verification failed")
                 raise TLSVerificationError() from None
-            self._log(path, status, started, note=type(exc).__name__)
+            self._log(method, path, status, started, note=type(exc).__name__)
             raise NetworkError() from None
         finally:
             client.cookies.clear()
-        self._log(path, status, started)
+        self._log(method, path, status, started)
         return status, body
 
-    def _read_capped(self, response: httpx.Response, started: float) -> bytes:
+    def _read_capped(self, response: httpx.Response, started: float, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length")
         if declared is not None:
             try:
@@ -464,7 +536,7 @@ class HttpxTokenGateway:
             chunks.append(chunk)
             # The caller is already released by the deadline in _post; this stops an abandoned
             # worker from reading a trickled body for hours.
-            if time.monotonic() - started > self._total_timeout:
+            if time.monotonic() - started > deadline:
                 raise _DeadlineExceeded()
         return b"".join(chunks)
 
@@ -499,11 +571,12 @@ class HttpxTokenGateway:
             raise MalformedResponseError() from None
 
     @staticmethod
-    def _log(path: str, status: int, started: float, note: str = "") -> None:
+    def _log(method: str, path: str, status: int, started: float, note: str = "") -> None:
         if logger.isEnabledFor(logging.DEBUG):
             elapsed_ms = int((time.monotonic() - started) * 1000)
             logger.debug(
-                "POST %s -> %s in %d ms%s",
+                "%s %s -> %s in %d ms%s",
+                method,
                 path,
                 status or "no response",
                 elapsed_ms,
