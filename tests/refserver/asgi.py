@@ -15,7 +15,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from refserver import CONTROL_PREFIX, CONTROL_SECRET_HEADER, WS_EVENTS_PATH, api
+from refserver import CONTROL_PREFIX, CONTROL_SECRET_HEADER, WS_EVENTS_PATH, accounts, api, host, options
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -280,6 +280,8 @@ class EventsSession:
                 timestamp = data.get("timestamp")
                 matched = isinstance(timestamp, float) and timestamp in self._pings_sent
                 self._stats.pongs.append({"timestamp": timestamp, "matched": matched, "user": self._username})
+            elif isinstance(data, dict) and "event_id" in data:  # an event the spec-kitty host emitted live
+                host.events.add("ws", self._username, data)
 
     async def _ping(self) -> None:
         while True:
@@ -327,6 +329,10 @@ class RefServerApp:
             ("GET", "lifetimes"): self._get_lifetimes,
             ("POST", "lifetimes"): self._set_lifetimes,
             ("POST", "users"): self._create_user,
+            ("GET", "options"): self._get_options,
+            ("POST", "options"): self._set_options,
+            ("GET", "events"): self._get_events,
+            ("DELETE", "events"): self._clear_events,
             ("POST", "ws/send"): self._ws_send,
             ("POST", "ws/disconnect"): self._ws_disconnect,
             ("POST", "reset"): self._reset,
@@ -428,7 +434,7 @@ class RefServerApp:
         try:
             payload = json.loads(body) if body else {}
             await send_json(send, 200, await handler(payload))
-        except (ValueError, BadRequest) as exc:
+        except (ValueError, TypeError, BadRequest) as exc:
             await send_json(send, 400, {"error": str(exc)})
 
     async def _add_fault(self, payload: Any) -> Any:
@@ -458,10 +464,26 @@ class RefServerApp:
         return api.get_lifetimes()
 
     async def _create_user(self, payload: Any) -> Any:
+        """{"username", "password"} and optionally "name", "team_slug", "teams" (see refserver.accounts)."""
         if not isinstance(payload, dict) or not all(isinstance(payload.get(key), str) for key in ("username", "password")):
             raise BadRequest("expected an object with strings 'username' and 'password'")
-        await sync_to_async(api.create_user)(payload["username"], payload["password"])
-        return {"username": payload["username"]}
+        extra = {key: payload[key] for key in ("name", "team_slug", "teams") if payload.get(key) is not None}
+        profile = await sync_to_async(accounts.create_user)(payload["username"], payload["password"], **extra)
+        return {"username": payload["username"], "team_slug": profile.team_slug}
+
+    async def _get_options(self, _: Any) -> Any:
+        return options.current.as_json()
+
+    async def _set_options(self, payload: Any) -> Any:
+        options.current.update(payload)
+        return options.current.as_json()
+
+    async def _get_events(self, _: Any) -> Any:
+        return {"events": host.events.list()}
+
+    async def _clear_events(self, _: Any) -> Any:
+        host.events.clear()
+        return {"ok": True}
 
     async def _ws_send(self, payload: Any) -> Any:
         if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
@@ -477,8 +499,11 @@ class RefServerApp:
         return {"sessions": len(self.sessions)}
 
     async def _reset(self, _: Any) -> Any:
-        """Back to the state after start: no faults, empty statistics, start-up lifetimes."""
+        """Back to the state after start: no faults, empty statistics, start-up lifetimes, default options, no
+        stored events."""
         self.faults.clear()
         self.stats.reset()
+        options.current.reset()
+        host.reset()
         api.set_lifetimes(**self.default_lifetimes)
         return api.get_lifetimes()

@@ -1,4 +1,5 @@
-"""Configures Django in code for the reference server: settings, a fresh SQLite database, migrations and the demo user."""
+"""Configures Django in code for the reference server: settings, a fresh SQLite database, migrations, the demo user
+and the OAuth client."""
 
 from __future__ import annotations
 
@@ -10,25 +11,49 @@ import django
 from django.conf import settings
 from django.core.management import call_command
 
-from refserver import DEMO_PASSWORD, DEMO_USERNAME
+from refserver import DEVICE_VERIFY_PATH, LOGIN_PATH, OAUTH_SCOPE
+
+TEMPLATES_DIR = Path(__file__).resolve().with_name("templates")
 
 
 def configure_django(state_dir: Path, access_lifetime: float, refresh_lifetime: float) -> None:
-    """Configure settings, set Django up, migrate a fresh database in `state_dir` and seed the demo user."""
+    """Configure settings, set Django up, migrate a fresh database in `state_dir`, seed the demo user and client."""
     database = state_dir / "db.sqlite3"
     database.unlink(missing_ok=True)
     settings.configure(
         DEBUG=False,
         SECRET_KEY=secrets.token_urlsafe(50),
         ALLOWED_HOSTS=["127.0.0.1", "localhost"],
-        ROOT_URLCONF="refserver.api",
+        ROOT_URLCONF="refserver.urls",
         INSTALLED_APPS=[
             "django.contrib.contenttypes",
             "django.contrib.auth",
+            "django.contrib.sessions",
             "rest_framework",
             "rest_framework_simplejwt.token_blacklist",
+            "oauth2_provider",
         ],
-        MIDDLEWARE=[],
+        # Sessions, CSRF and users for the login, consent and device pages; the API views are CSRF-exempt.
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+        ],
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "DIRS": [str(TEMPLATES_DIR)],  # before the apps': our base.html replaces the toolkit's
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                    ]
+                },
+            }
+        ],
+        LOGIN_URL=LOGIN_PATH,
+        LOGIN_REDIRECT_URL=DEVICE_VERIFY_PATH,
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(database)}},
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         USE_TZ=True,
@@ -48,6 +73,18 @@ def configure_django(state_dir: Path, access_lifetime: float, refresh_lifetime: 
             "BLACKLIST_AFTER_ROTATION": True,
             "UPDATE_LAST_LOGIN": False,
         },
+        OAUTH2_PROVIDER={
+            "SCOPES": {OAUTH_SCOPE: "Stay logged in (refresh tokens)"},
+            "DEFAULT_SCOPES": [OAUTH_SCOPE],
+            "PKCE_REQUIRED": True,
+            "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,  # S256 only
+            "ROTATE_REFRESH_TOKEN": True,
+            "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,  # a rotated-out refresh token is refused at once
+            "ACCESS_TOKEN_EXPIRE_SECONDS": access_lifetime,
+            "REFRESH_TOKEN_EXPIRE_SECONDS": refresh_lifetime,
+            "OAUTH_DEVICE_VERIFICATION_URI": DEVICE_VERIFY_PATH,  # made absolute per request by refserver.oauth
+            "ALWAYS_RELOAD_OAUTHLIB_CORE": True,  # lifetimes changed at run time take effect at once
+        },
         # Only server errors reach stderr; request lines (and so URLs) are never logged.
         LOGGING={
             "version": 1,
@@ -59,6 +96,6 @@ def configure_django(state_dir: Path, access_lifetime: float, refresh_lifetime: 
     django.setup()
     call_command("migrate", verbosity=0)
 
-    from refserver.api import create_user
+    from refserver import accounts
 
-    create_user(DEMO_USERNAME, DEMO_PASSWORD)
+    accounts.create_demo_user()

@@ -238,9 +238,39 @@ class RefServer:
         changes = {"access": access, "refresh": refresh, "ws": ws}
         return self.control("POST", "lifetimes", {key: value for key, value in changes.items() if value is not None})
 
-    def create_user(self, username: str, password: str) -> None:
-        """Create a user (or reset an existing user's password)."""
-        self.control("POST", "users", {"username": username, "password": password})
+    def create_user(
+        self,
+        username: str,
+        password: str,
+        *,
+        name: str | None = None,
+        team_slug: str | None = None,
+        teams: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """Create a user (or reset an existing user's password and teams); returns its team slug.
+
+        `teams`: [{"slug", "name", "role", "is_private_teamspace"}] as `GET /api/v1/me` shows them (default: a
+        private teamspace named after the address); `team_slug` (password logins' team) defaults to the first
+        shared team, else the private teamspace."""
+        user = {"username": username, "password": password, "name": name, "team_slug": team_slug, "teams": teams}
+        return self.control("POST", "users", user)["team_slug"]
+
+    def options(self) -> dict[str, Any]:
+        """The server's run-time options (see refserver.options.Options for each one's meaning)."""
+        return self.control("GET", "options")
+
+    def set_options(self, **changes: Any) -> dict[str, Any]:
+        """Change run-time options, e.g. `set_options(team_slug=False, opaque_tokens=True)`; returns all of them.
+        `reset()` restores the defaults."""
+        return self.control("POST", "options", changes)
+
+    def events(self) -> list[dict[str, Any]]:
+        """Events the server received from the host, in order: [{"source": "batch" | "ws", "user",
+        "received_at", "event": <the event object as sent>}]."""
+        return self.control("GET", "events")["events"]
+
+    def clear_events(self) -> None:
+        self.control("DELETE", "events")
 
     def ws_send(self, message: dict[str, Any]) -> int:
         """Push `message` to every open events WebSocket; returns how many there were."""
@@ -251,5 +281,5 @@ class RefServer:
         return self.control("POST", "ws/disconnect", {"code": code})["sessions"]
 
     def reset(self) -> None:
-        """No faults, empty statistics, the lifetimes the server started with."""
+        """No faults, empty statistics, the lifetimes the server started with, default options, no events."""
         self.control("POST", "reset")

@@ -3,54 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from refserver import REFRESH_PATH, TOKEN_PATH, WS_EVENTS_PATH, WS_TOKEN_PATH
+from refserver import DEMO_TEAM_SLUG, REFRESH_PATH, TOKEN_PATH, WS_EVENTS_PATH, WS_TOKEN_PATH
 from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME, RefServer, RefServerError
+from refserver.testing import claims, login, ws_connect, ws_token
 
 pytestmark = pytest.mark.usefixtures("fresh_refserver_state")
-
-
-@pytest.fixture
-def server(fresh_refserver_state: RefServer) -> RefServer:
-    return fresh_refserver_state
-
-
-@pytest.fixture
-def client(server: RefServer) -> httpx.Client:
-    with httpx.Client(base_url=server.url, verify=server.ssl_context(), trust_env=False, timeout=5) as client:
-        yield client
-
-
-def claims(jwt: str) -> dict[str, Any]:
-    payload = jwt.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-
-
-def login(client: httpx.Client, username: str = DEMO_USERNAME, password: str = DEMO_PASSWORD) -> dict[str, str]:
-    response = client.post(TOKEN_PATH, json={"username": username, "password": password})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def ws_token(client: httpx.Client) -> str:
-    access = login(client)["access"]
-    response = client.post(WS_TOKEN_PATH, headers={"Authorization": f"Bearer {access}"})
-    assert response.status_code == 200, response.text
-    return response.json()["ws_token"]
-
-
-def ws_connect(server: RefServer, token: str | None, query: str = ""):
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return connect(server.ws_url + WS_EVENTS_PATH + query, additional_headers=headers, ssl=server.ssl_context(), proxy=None, open_timeout=5)
 
 
 async def handshake_status(server: RefServer, token: str | None, query: str = "") -> int:
@@ -65,7 +30,7 @@ async def handshake_status(server: RefServer, token: str | None, query: str = ""
 
 def test_login_returns_access_and_refresh_jwts(client: httpx.Client) -> None:
     tokens = login(client)
-    assert set(tokens) == {"access", "refresh"}
+    assert set(tokens) == {"access", "refresh", "team_slug"} and tokens["team_slug"] == DEMO_TEAM_SLUG
     assert claims(tokens["access"])["token_type"] == "access"
     assert {"exp", "iat"} <= set(claims(tokens["refresh"]))
 
@@ -82,7 +47,7 @@ def test_refresh_rotates_and_blacklists_the_old_refresh_token(client: httpx.Clie
     response = client.post(REFRESH_PATH, json={"refresh": old})
     assert response.status_code == 200
     new = response.json()
-    assert set(new) == {"access", "refresh"} and new["refresh"] != old
+    assert set(new) == {"access", "refresh", "team_slug"} and new["refresh"] != old
     reused = client.post(REFRESH_PATH, json={"refresh": old})
     assert reused.status_code == 401
     assert reused.json()["code"] == "token_not_valid"

@@ -1,0 +1,42 @@
+"""Small helpers for the reference server's own tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import connect
+
+from refserver import DEMO_PASSWORD, DEMO_USERNAME, TOKEN_PATH, WS_EVENTS_PATH, WS_TOKEN_PATH
+from refserver.harness import RefServer
+
+
+def claims(jwt: str) -> dict[str, Any]:
+    payload = jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def login(client: httpx.Client, username: str = DEMO_USERNAME, password: str = DEMO_PASSWORD) -> dict[str, Any]:
+    """A password login's token response."""
+    response = client.post(TOKEN_PATH, json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def ws_token(client: httpx.Client, access: str | None = None) -> str:
+    response = client.post(WS_TOKEN_PATH, headers=bearer(access or login(client)["access"]))
+    assert response.status_code == 200, response.text
+    return response.json()["ws_token"]
+
+
+def ws_connect(server: RefServer, token: str | None, query: str = "") -> connect:
+    """Open the events WebSocket (`async with`), with the ws token as Bearer when given."""
+    headers = bearer(token) if token else {}
+    url = server.ws_url + WS_EVENTS_PATH + query
+    return connect(url, additional_headers=headers, ssl=server.ssl_context(), proxy=None, open_timeout=5)
