@@ -78,10 +78,13 @@ async def read_body(receive: Receive) -> bytes:
 
 @dataclasses.dataclass
 class Fault:
-    """What to do instead of (or before) answering normally, for requests on one exact path.
+    """What to do instead of (or before, or after) answering normally, for requests on one exact path.
 
     HTTP: `delay` seconds first; then `close` drops the connection, or `status` answers with `body`,
     `content_type` and `headers`; with neither, the request goes on to Django (a slow server).
+    HTTP with `after_view`: the request is processed first (the view runs: a refresh token is rotated and the old
+    one blacklisted), then, `delay` seconds later, `close` drops the connection without an answer, or `status`
+    answers instead of the view, or else the view's own answer is sent (late). ("processed, answer lost or late")
     WebSocket handshakes: `delay`, then `close` drops, `status` denies the handshake with that HTTP status;
     otherwise the handshake proceeds and an accepted socket is closed with `close_code` after the server
     sent `disconnect_after_messages` messages or after `disconnect_after_seconds`.
@@ -98,6 +101,7 @@ class Fault:
     disconnect_after_messages: int | None = None
     disconnect_after_seconds: float | None = None
     close_code: int = 1011
+    after_view: bool = False
     id: int = 0
 
     @classmethod
@@ -346,10 +350,11 @@ class RefServerApp:
             return
         fault = self.faults.take(scope["path"])
         entry = self.stats.record_request(scope, fault)
-        if fault and fault.delay and await self._delay_interrupted(fault.delay):
+        before_view = fault is not None and not (fault.after_view and scope["type"] == "http")
+        if before_view and fault.delay and await self._delay_interrupted(fault.delay):
             await abort_connection(send)  # the server is shutting down: one that never answers goes away
             return
-        if fault and fault.close and await abort_connection(send):
+        if before_view and fault.close and await abort_connection(send):
             return
         if scope["type"] == "websocket":
             await self.websocket(scope, receive, send, entry, fault)
@@ -362,11 +367,34 @@ class RefServerApp:
                 entry["status"] = message["status"]
             await send(message)
 
-        if fault and fault.status is not None:
+        if fault and fault.after_view:
+            await self.http_after_view(scope, receive, recording_send, send, entry, fault)
+        elif fault and fault.status is not None:
             await read_body(receive)
             await send_response(recording_send, fault.status, fault.response_body(), fault.response_headers())
         else:
             await self.django_app(scope, receive, recording_send)
+
+    async def http_after_view(self, scope: Scope, receive: Receive, send: Send, raw_send: Send, entry: dict[str, Any], fault: Fault) -> None:
+        """Let Django process the request, holding its answer back; then apply the fault (see `Fault`)."""
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                entry["view_status"] = message["status"]
+            held.append(message)
+
+        await self.django_app(scope, receive, hold)
+        if fault.delay and await self._delay_interrupted(fault.delay):
+            await abort_connection(raw_send)
+            return
+        if fault.close and await abort_connection(raw_send):
+            return
+        if fault.status is not None:
+            await send_response(send, fault.status, fault.response_body(), fault.response_headers())
+            return
+        for message in held:
+            await send(message)
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send, entry: dict[str, Any], fault: Fault | None) -> None:
         if (await receive())["type"] != "websocket.connect":

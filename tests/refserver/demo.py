@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME, RefServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
-CLI = str(BIN / ("spec-kitty.exe" if os.name == "nt" else "spec-kitty"))
+CLI = str(BIN / ("kitty-auth.exe" if os.name == "nt" else "kitty-auth"))
 
 WS_DEMO = """
 import asyncio, kitty_auth
@@ -74,7 +74,7 @@ def main() -> int:
             step(f"Log in as the demo user ({DEMO_USERNAME}); the password comes from stdin, never argv")
             failures += run([CLI, "auth", "login", "--username", DEMO_USERNAME, "--password-stdin"], env,
                             stdin=DEMO_PASSWORD + "\n",
-                            shown=f"echo '********' | spec-kitty auth login --username {DEMO_USERNAME} --password-stdin") != 0
+                            shown=f"echo '********' | kitty-auth auth login --username {DEMO_USERNAME} --password-stdin") != 0
             cred = home / "credentials"
             print(f"  stored {cred} with mode {oct(cred.stat().st_mode & 0o777)} (tokens only, no password)")
 

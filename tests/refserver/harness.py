@@ -205,13 +205,19 @@ class RefServer:
         disconnect_after_messages: int | None = None,
         disconnect_after_seconds: float | None = None,
         close_code: int | None = None,
+        after_view: bool = False,
     ) -> dict[str, Any]:
-        """Add a fault for requests on exactly `path` (see refserver.asgi.Fault); returns it, with its id."""
+        """Add a fault for requests on exactly `path` (see refserver.asgi.Fault); returns it, with its id.
+
+        Before the view (the default): `delay`, then `close` (drop) or `status` instead of the view.
+        `after_view=True` (HTTP): the view runs (a refresh rotates and blacklists the old token), then `delay`
+        seconds pass, then `close=True` drops the connection without an answer, `status` answers instead of the
+        view, or else the view's answer goes out late; the stats log entry gets the view's `view_status`."""
         fault = {
             "path": path, "status": status, "body": body, "content_type": content_type, "delay": delay,
             "count": count, "headers": headers, "close": close, "close_code": close_code,
             "disconnect_after_messages": disconnect_after_messages,
-            "disconnect_after_seconds": disconnect_after_seconds,
+            "disconnect_after_seconds": disconnect_after_seconds, "after_view": after_view,
         }  # fmt: skip
         return self.control("POST", "faults", fault)
 
@@ -224,7 +230,8 @@ class RefServer:
     def stats(self) -> dict[str, Any]:
         """{"requests": {path: n}, "connections": n, "ws_handshakes": {"attempted","accepted","denied"},
         "pongs_received": n, "pongs": [{"timestamp","matched","user"}], "ws_messages_received": n,
-        "log": [{"time","type","method","path","query","client","has_authorization","fault","status"}]}"""
+        "log": [{"time","type","method","path","query","client","has_authorization","fault","status"}]}
+        (`status` is what the client got, None if nothing; after-view faults add the view's `view_status`)"""
         return self.control("GET", "stats")
 
     def reset_stats(self) -> None:

@@ -197,6 +197,37 @@ def test_close_fault_drops_the_connection(server: RefServer, client: httpx.Clien
     assert server.stats()["requests"][TOKEN_PATH] == 1
 
 
+def test_after_view_fault_rotates_the_refresh_token_then_answers_late(server: RefServer, client: httpx.Client) -> None:
+    """Issue "a late refresh answer ends the session": the server processed the refresh, the client never saw it."""
+    old = login(client)["refresh"]
+    server.add_fault(REFRESH_PATH, after_view=True, delay=1.5, count=1)
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(REFRESH_PATH, json={"refresh": old}, timeout=0.5)
+    reused = client.post(REFRESH_PATH, json={"refresh": old})
+    assert reused.status_code == 401 and reused.json()["code"] == "token_not_valid"
+    first = next(entry for entry in server.stats()["log"] if entry["path"] == REFRESH_PATH)
+    assert first["view_status"] == 200
+    server.add_fault(REFRESH_PATH, after_view=True, delay=0.3, count=1)
+    new = login(client)["refresh"]
+    started = time.monotonic()
+    late = client.post(REFRESH_PATH, json={"refresh": new})
+    assert late.status_code == 200 and time.monotonic() - started >= 0.3
+
+
+def test_after_view_fault_drops_or_replaces_the_answer(server: RefServer, client: httpx.Client) -> None:
+    old = login(client)["refresh"]
+    server.add_fault(REFRESH_PATH, after_view=True, close=True, count=1)
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post(REFRESH_PATH, json={"refresh": old})
+    assert client.post(REFRESH_PATH, json={"refresh": old}).status_code == 401
+    server.add_fault(REFRESH_PATH, after_view=True, status=502, body="<html>bad gateway</html>", content_type="text/html", count=1)
+    other = login(client)["refresh"]
+    assert client.post(REFRESH_PATH, json={"refresh": other}).status_code == 502
+    assert client.post(REFRESH_PATH, json={"refresh": other}).status_code == 401
+    log = [entry for entry in server.stats()["log"] if entry["path"] == REFRESH_PATH]
+    assert [(entry["status"], entry.get("view_status")) for entry in log] == [(None, 200), (401, None), (502, 200), (401, None)]
+
+
 def test_bad_fault_is_rejected(server: RefServer) -> None:
     with pytest.raises(RefServerError, match="400"):
         server.control("POST", "faults", {"path": TOKEN_PATH, "bogus": 1})
