@@ -110,7 +110,7 @@ def test_obtain_401_is_invalid_credentials() -> None:
     )
     with pytest.raises(InvalidCredentialsError) as info:
         gw.obtain(SERVER, "user@example.com", PASSWORD)
-    assert str(info.value) == "Invalid username or password"
+    assert str(info.value) == "Invalid username or password."
 
 
 def test_obtain_400_is_unexpected_status() -> None:
@@ -277,7 +277,9 @@ MALFORMED_WS = {
     "expires-in-bool": {"ws_token": "w", "expires_at": "2026-02-03T16:45:00Z", "expires_in": True},
     "expires-in-float": {"ws_token": "w", "expires_at": "2026-02-03T16:45:00Z", "expires_in": 900.5},
     "empty-ws-token": {"ws_token": "", "expires_at": "2026-02-03T16:45:00Z", "expires_in": 900},
-    "missing-expiry": {"ws_token": "w", "expires_in": 900},
+    "no-expiry-at-all": {"ws_token": "w"},
+    "expiry-before-year-1-utc": {"ws_token": "w", "expires_at": "0001-01-01T00:00:00+01:00"},
+    "expires-in-huge": {"ws_token": "w", "expires_in": 10**30},
     "bad-expiry": {"ws_token": "w", "expires_at": "tomorrow", "expires_in": 900},
 }
 
@@ -368,25 +370,26 @@ def test_httpx_invalid_url_maps_to_invalid_server_url() -> None:
 
 @pytest.mark.parametrize("op", sorted(CALLS))
 @pytest.mark.parametrize(
-    "exc",
+    ("exc", "cause"),
     [
-        httpx.ConnectError("[Errno 111] Connection refused"),
-        httpx.ConnectError("[Errno -2] Name or service not known"),
-        httpx.ReadTimeout("timed out"),
-        httpx.ConnectTimeout("timed out"),
-        httpx.PoolTimeout("timed out"),
-        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        (httpx.ConnectError("[Errno 111] Connection refused"), "connection refused"),
+        (httpx.ConnectError("[Errno -2] Name or service not known"), "unknown host"),
+        (httpx.ReadTimeout("timed out"), "timed out"),
+        (httpx.ConnectTimeout("timed out"), "timed out"),
+        (httpx.PoolTimeout("timed out"), "timed out"),
+        (httpx.RemoteProtocolError("Server disconnected without sending a response."), "connection dropped"),
+        (httpx.ReadError("[Errno 104] Connection reset by peer"), "connection dropped"),
     ],
-    ids=["refused", "dns", "read-timeout", "connect-timeout", "pool-timeout", "disconnect"],
+    ids=["refused", "dns", "read-timeout", "connect-timeout", "pool-timeout", "disconnect", "reset"],
 )
-def test_transport_errors_are_network_errors(op: str, exc: Exception) -> None:
+def test_transport_errors_are_network_errors(op: str, exc: Exception, cause: str) -> None:
     def boom(request: httpx.Request) -> httpx.Response:
         raise exc
 
     gw, _ = gateway_for(boom)
     with pytest.raises(NetworkError) as info:
         CALLS[op](gw, SERVER)
-    assert str(info.value) == "Cannot reach server. Check your connection."
+    assert str(info.value) == f"Cannot reach server. Check your connection. (auth.example.test: {cause})"
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 

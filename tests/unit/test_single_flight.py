@@ -99,20 +99,20 @@ class TestLockTimeout:
         old = log_in(repo, gateway, clock)
         winner: list[Credentials] = []
         repo.while_waiting = lambda: winner.append(refreshed_elsewhere(repo, gateway, clock))
-        result = ensure(repo, gateway, clock).execute(rejected_access=old.tokens.access)
+        result = ensure(repo, gateway, clock).after_rejection(old.tokens.access)
         assert result == winner[0] and result.tokens.access != old.tokens.access
 
     def test_after_a_401_the_rejected_token_itself_is_never_returned(self, gateway, clock):
         repo = BusyLockRepository()
         old = log_in(repo, gateway, clock)  # fresh by the clock, but the server refused it
         with pytest.raises(CredentialsLockTimeoutError):
-            ensure(repo, gateway, clock).execute(rejected_access=old.tokens.access)
+            ensure(repo, gateway, clock).after_rejection(old.tokens.access)
 
     def test_an_explicit_refresh_is_not_silently_skipped(self, gateway, clock):
         repo = BusyLockRepository()
         old = log_in(repo, gateway, clock)
         with pytest.raises(CredentialsLockTimeoutError):
-            ensure(repo, gateway, clock).execute(force=True)
+            ensure(repo, gateway, clock).refresh_now()
         assert repo.credentials == old
 
 
@@ -171,5 +171,5 @@ class TestRejectedAccess:
         winner: list[Credentials] = []
         gateway.during_refresh = lambda: winner.append(refreshed_elsewhere(repo, gateway, clock))
         with pytest.raises(SessionExpiredError):
-            ensure(repo, gateway, clock).execute(rejected_access=old.tokens.access)
+            ensure(repo, gateway, clock).after_rejection(old.tokens.access)
         assert repo.credentials == winner[0]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from dependency_injector import providers
 
 from kitty_auth.domain.errors import (
     CorruptCredentialsError,
@@ -20,9 +22,34 @@ from kitty_auth.domain.errors import (
 )
 from kitty_auth.domain.model import Credentials, ExpiryPolicy, TokenPair
 from kitty_auth.domain.use_cases import EnsureFreshToken, Login, Logout, ObtainWsToken, Status
+from kitty_auth.entrypoints.library import AuthClient
+from kitty_auth.container import build_container
 from kitty_auth.testing import FakeClock, FakeTokenGateway, InMemoryCredentialRepository
 
+
+class ServerRouter:
+    """A TokenGateway in front of several fake servers: each request goes to the one its URL names."""
+
+    def __init__(self, servers: dict[str, FakeTokenGateway]) -> None:
+        self.servers, self.seen = servers, []
+
+    def obtain(self, server_url, username, password):
+        self.seen.append(("obtain", server_url))
+        return self.servers[server_url].obtain(server_url, username, password)
+
+    def refresh(self, session, on_late=None):
+        self.seen.append(("refresh", session.server_url))
+        return self.servers[session.server_url].refresh(session, on_late)
+
+    def ws_token(self, server_url, access_token):
+        self.seen.append(("ws_token", server_url))
+        return self.servers[server_url].ws_token(server_url, access_token)
+
+    def close(self) -> None:
+        pass
+
 SERVER = "https://auth.example.test"
+OTHER = "https://other.example.test"
 USER, PASSWORD = "user@example.com", "s3cret"
 
 
@@ -241,7 +268,7 @@ class TestEnsureFreshToken:
 
     def test_force_refreshes_even_a_fresh_token(self, repo, gateway, clock):
         old = logged_in(repo, gateway, clock)
-        assert ensure(repo, gateway, clock).execute(force=True).tokens.access != old.tokens.access
+        assert ensure(repo, gateway, clock).refresh_now().tokens.access != old.tokens.access
 
     def test_refresh_with_an_explicit_token(self, repo, gateway, clock):
         old = logged_in(repo, gateway, clock)
@@ -251,14 +278,26 @@ class TestEnsureFreshToken:
             ensure(repo, gateway, clock).refresh_with("not-a-valid-refresh-token")
         assert repo.credentials == new  # the stored token was not the rejected one
 
-    def test_refresh_goes_to_the_server_that_issued_the_tokens(self, repo, gateway, clock):
-        seen = []
-        original = gateway.refresh
-        gateway.refresh = lambda session: (seen.append(session.server_url), original(session))[1]
-        logged_in(repo, gateway, clock)
+    def test_refresh_goes_to_the_server_that_issued_the_tokens(self, repo, clock):
+        # Two servers, each knowing only its own tokens: the client is configured for B, the
+        # session was issued by A. Refreshing (or asking for a ws token) at B would be a 401.
+        servers = {url: FakeTokenGateway(clock=clock, users={USER: PASSWORD}) for url in (SERVER, OTHER)}
+        router = ServerRouter(servers)
+        container = build_container(credentials_path=Path("/nonexistent/credentials"))
+        container.clock.override(providers.Object(clock))
+        container.repository.override(providers.Object(repo))
+        container.gateway.override(providers.Object(router))
+        Login(repo, router, clock).execute(SERVER, USER, PASSWORD)
+        client = AuthClient(OTHER, container=container)
         clock.advance(timedelta(minutes=16))
-        ensure(repo, gateway, clock).execute()
-        assert seen == [SERVER]
+
+        client.get_access_token()
+        client.obtain_ws_token()
+        client.refresh_tokens()
+
+        assert router.seen == [("obtain", SERVER), ("refresh", SERVER), ("ws_token", SERVER), ("refresh", SERVER)]
+        assert servers[OTHER].calls == []
+        assert repo.credentials is not None and repo.credentials.server_url == SERVER
 
 
 class TestClockSkew:
@@ -314,7 +353,7 @@ class TestFixesFromHardening:
         old = logged_in(repo, gateway, clock)
         gateway.fail_next("refresh", ServerUnavailableError(503))
         with pytest.raises(ServerUnavailableError):
-            ensure(repo, gateway, clock).execute(force=True)
+            ensure(repo, gateway, clock).refresh_now()
         assert repo.credentials == old
 
     def test_login_with_an_unusable_store_sends_no_password(self, gateway, clock):
@@ -327,3 +366,57 @@ class TestFixesFromHardening:
         with pytest.raises(CredentialsFileError):
             Login(Unwritable(), gateway, clock).execute(SERVER, USER, PASSWORD)
         assert gateway.calls == []
+
+
+class TestLateRefreshAnswer:
+    """The server rotated the refresh token, but its answer came after the gateway's deadline."""
+
+    def test_a_late_answer_is_stored_and_the_session_survives(self, repo, gateway, clock):
+        old = logged_in(repo, gateway, clock)
+        clock.advance(timedelta(minutes=16))
+        gateway.answer_late = 1
+        with pytest.raises(NetworkError):
+            ensure(repo, gateway, clock).execute()
+        assert repo.credentials == old  # nothing changed yet; the server already rotated
+
+        gateway.late_answers.pop()()  # the answer arrives (in the gateway's worker thread)
+
+        stored = repo.credentials
+        assert stored.tokens.refresh != old.tokens.refresh and stored.tokens.refresh in gateway.valid_refresh
+        assert ensure(repo, gateway, clock).execute() == stored  # used as is: no second refresh
+        assert gateway.calls.count("refresh") == 1
+        clock.advance(timedelta(minutes=16))
+        assert ensure(repo, gateway, clock).execute().tokens.refresh in gateway.valid_refresh
+
+    def test_a_late_answer_is_dropped_when_the_session_changed_meanwhile(self, repo, gateway, clock):
+        logged_in(repo, gateway, clock)
+        clock.advance(timedelta(minutes=16))
+        gateway.answer_late = 1
+        with pytest.raises(NetworkError):
+            ensure(repo, gateway, clock).execute()
+        newer = logged_in(repo, gateway, clock)  # the user logged in again meanwhile
+        gateway.late_answers.pop()()
+        assert repo.credentials == newer
+
+    def test_a_late_answer_after_logout_does_not_log_back_in(self, repo, gateway, clock):
+        logged_in(repo, gateway, clock)
+        clock.advance(timedelta(minutes=16))
+        gateway.answer_late = 1
+        with pytest.raises(NetworkError):
+            ensure(repo, gateway, clock).execute()
+        Logout(repo).execute()
+        gateway.late_answers.pop()()
+        assert repo.credentials is None
+
+    def test_a_late_answer_that_never_arrives_costs_the_session_at_the_next_refresh(self, repo, gateway, clock):
+        # What a short CLI process can not avoid: it exits before the answer, the server has
+        # blacklisted the token it sent, so the next refresh is refused (README, Reliability).
+        logged_in(repo, gateway, clock)
+        clock.advance(timedelta(minutes=16))
+        gateway.answer_late = 1
+        with pytest.raises(NetworkError):
+            ensure(repo, gateway, clock).execute()
+        gateway.late_answers.clear()
+        with pytest.raises(SessionExpiredError):
+            ensure(repo, gateway, clock).execute()
+        assert repo.credentials is None

@@ -58,22 +58,24 @@ paths (the container decides), never by ``auth status``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import socket
 import ssl
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from kitty_auth.domain.errors import (
     InvalidCredentialsError,
@@ -86,8 +88,8 @@ from kitty_auth.domain.errors import (
     TokenRejectedError,
     UnexpectedStatusError,
 )
-from kitty_auth.domain.model import WsToken, normalize_server_url, utc
-from kitty_auth.domain.ports import IssuedTokens
+from kitty_auth.adapters.token_syntax import MAX_TOKEN_LENGTH, TOKEN_PATTERN, is_header_value, is_token
+from kitty_auth.domain.model import MAX_LIFETIME, IssuedTokens, WsToken, normalize_server_url, utc
 
 try:  # truststore raises ImportError on platforms/implementations it cannot support
     import truststore
@@ -98,46 +100,69 @@ logger = logging.getLogger("kitty_auth.http")
 
 TOKEN_PATH: Final = "/api/v1/token/"
 REFRESH_PATH: Final = "/api/v1/token/refresh/"
+BLACKLIST_PATH: Final = "/api/v1/token/blacklist/"
 WS_TOKEN_PATH: Final = "/api/v1/ws-token/"
 
 DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=5.0, write=5.0, pool=5.0)
 DEFAULT_TOTAL_TIMEOUT: Final = 8.0
+BLACKLIST_TIMEOUT: Final = 5.0  # logout: best effort, never long
+# How long a refresh whose caller gave up at the deadline is still listened to: the server may
+# already have rotated the token, and its late answer is then the only copy of the new pair.
+DEFAULT_LATE_ANSWER_WINDOW: Final = 30.0
 
 REDIRECT_HINT: Final = "; the server redirected the request, check the server URL"
 LOGIN_AGAIN_HINT: Final = "; try `spec-kitty auth login --force`"
 MISSING_FIELDS_HINT: Final = "; the server says the username or password is missing"
 CHECK_URL_HINT: Final = "; check the server URL"
 
-# A token we send in a header or accept from the server: printable ASCII, no spaces.
-_TOKEN_PATTERN: Final = r"^[\x21-\x7e]+$"
-_TOKEN_RE: Final = re.compile(_TOKEN_PATTERN)
-
-# A header value we send: printable ASCII (spaces allowed, as in "Bearer <token>").
-_HEADER_VALUE_RE: Final = re.compile(r"^[\x20-\x7e]+$")
-
-Token = Annotated[StrictStr, Field(min_length=1, max_length=16_384, pattern=_TOKEN_PATTERN)]
+Token = Annotated[StrictStr, Field(min_length=1, max_length=MAX_TOKEN_LENGTH, pattern=TOKEN_PATTERN)]
+Seconds = StrictInt | StrictFloat  # the model judges the value (lifetime_from_seconds)
+Slug = Annotated[StrictStr, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+SessionId = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
 
 
 # --------------------------------------------------------------------------- response models
 
 
 class TokenPairResponse(BaseModel):
-    """200 body of /token/ and /token/refresh/. Extra fields are ignored."""
+    """200 body of /token/ and /token/refresh/. Extra fields are ignored.
+
+    The lifetime fields matter only for opaque tokens (a JWT's lifetime comes from its claims);
+    ``access_lifetime`` is another name for ``expires_in``.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     access: Token
     refresh: Token
+    team_slug: Slug | None = None
+    session_id: SessionId | None = None
+    expires_in: Seconds | None = None
+    access_lifetime: Seconds | None = None
+    refresh_token_expires_in: Seconds | None = None
+    refresh_token_expires_at: Annotated[AwareDatetime, Field(strict=True)] | None = None
+
+    def issued(self) -> IssuedTokens:
+        return IssuedTokens(
+            access=self.access,
+            refresh=self.refresh,
+            expires_in=self.expires_in if self.expires_in is not None else self.access_lifetime,
+            refresh_expires_in=self.refresh_token_expires_in,
+            refresh_expires_at=self.refresh_token_expires_at,
+            team_slug=self.team_slug,
+            session_id=self.session_id,
+        )
 
 
 class WsTokenResponse(BaseModel):
-    """200 body of /ws-token/."""
+    """200 body of /ws-token/: ``ws_token`` plus ``expires_at`` and/or ``expires_in``."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     ws_token: Token
-    expires_at: Annotated[AwareDatetime, Field(strict=True)]
-    expires_in: Annotated[StrictInt, Field(ge=0)]
+    expires_at: Annotated[AwareDatetime, Field(strict=True)] | None = None
+    expires_in: Annotated[StrictInt, Field(ge=0, le=int(MAX_LIFETIME.total_seconds()))] | None = None
+    ws_url: StrictStr | None = None
 
 
 # --------------------------------------------------------------------------- TLS trust
@@ -265,8 +290,9 @@ install_log_redaction()
 
 # --------------------------------------------------------------------------- the gateway
 
-Operation = Literal["obtain", "refresh", "ws_token"]
+Operation = Literal["obtain", "refresh", "ws_token", "blacklist"]
 _M = TypeVar("_M", bound=BaseModel)
+LateAnswer = Callable[[int, bytes], None]
 
 
 class _BodyTooLarge(Exception):
@@ -283,26 +309,130 @@ class _Exchange:
 
     method: str
     url: str
-    path: str  # what the logs show: never the query (there is none) or the host's user info
+    path: str  # what the logs show: never the host's user info (there is none) or a query
     json: object
     form: Mapping[str, str] | None
     headers: Mapping[str, str] | None
     started: float
-    deadline: float
+    deadline: float  # how long the worker may read (the late-answer window for a refresh)
     body_for_any_status: bool
 
 
-def _is_cert_verification_failure(exc: BaseException) -> bool:
+class _Abandoned(Exception):
+    """Raised inside httpcore (trace hook) to stop a request its caller gave up on before it is sent."""
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        if "CERTIFICATE_VERIFY_FAILED" in str(current):
-            return True
+        yield current
         current = current.__cause__ or current.__context__
-    return False
+
+
+def _is_cert_verification_failure(exc: BaseException) -> bool:
+    return any(
+        isinstance(c, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(c)
+        for c in _causes(exc)
+    )
+
+
+def _network_cause(exc: BaseException) -> str:
+    """Why a request failed, in a few words; never the exception's text (it may hold values)."""
+    chain = list(_causes(exc))
+    if any(isinstance(c, socket.gaierror) for c in chain) or any(
+        isinstance(c, httpx.ConnectError) and ("Name or service not known" in str(c) or "nodename" in str(c)
+                                               or "getaddrinfo" in str(c) or "Errno -" in str(c))
+        for c in chain
+    ):
+        return "unknown host"
+    if any(isinstance(c, ConnectionRefusedError) or "Connection refused" in str(c) for c in chain):
+        return "connection refused"
+    if any(isinstance(c, httpx.TimeoutException | TimeoutError | socket.timeout) for c in chain):
+        return "timed out"
+    if any(isinstance(c, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError
+                      | ConnectionResetError | BrokenPipeError) for c in chain):
+        return "connection dropped"
+    return "connection failed"
+
+
+def _host_of(url: str) -> str:
+    """``host`` or ``host:port`` of a URL we already validated (no user info)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+class _Flight:
+    """One request in its worker thread: its outcome, its sockets, and whether its caller gave up.
+
+    The caller waits ``deadline`` seconds. If the answer is not there by then, the caller gets
+    NetworkError and the flight is *abandoned*: without a ``late`` handler its connection is
+    shut down at once (the worker wakes and ends); with one (a refresh the server may already
+    have carried out) the worker keeps listening until the late-answer window ends, then hands
+    the answer to ``late``. Either way the worker thread ends, and the httpx client it used is
+    closed, within that window.
+    """
+
+    def __init__(self, client: httpx.Client, late: LateAnswer | None) -> None:
+        self.client = client
+        self.late = late
+        self.done = threading.Event()
+        self.value: tuple[int, bytes] | None = None
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._sockets: list[socket.socket] = []
+        self._watchdog: threading.Timer | None = None
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's ``trace`` extension, called in the worker at each step of the request."""
+        if event == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                with self._lock:
+                    self._sockets.append(sock)
+        elif event == "http11.send_request_headers.started" and self._abandoned:
+            raise _Abandoned()  # e.g. a DNS lookup returned after the deadline: send nothing
+
+    def finish(self, value: tuple[int, bytes] | None, error: BaseException | None) -> bool:
+        """Record the outcome (worker thread); True when the caller had already given up."""
+        with self._lock:
+            self.value, self.error = value, error
+            self.done.set()
+            abandoned = self._abandoned
+            watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
+        return abandoned
+
+    def abandon(self, window: float) -> bool:
+        """The caller's deadline passed (caller thread); False if the answer came just now."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self._abandoned = True
+            if self.late is not None and window > 0:
+                self._watchdog = threading.Timer(window, self.interrupt)
+                self._watchdog.daemon = True
+                self._watchdog.name = "kitty-auth-http-watchdog"
+                self._watchdog.start()
+                return True
+        self.interrupt()
+        return True
+
+    def interrupt(self) -> None:
+        """Wake the worker now: shut its socket down (a close alone does not wake a blocked read)."""
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.client.close()
 
 
 class HttpxTokenGateway:
@@ -316,14 +446,17 @@ class HttpxTokenGateway:
         max_body_bytes: int = 1_000_000,
         user_agent: str = "kitty-auth/0.1",
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+        late_answer_window: float = DEFAULT_LATE_ANSWER_WINDOW,
     ) -> None:
         self._transport = transport
         self._timeout = timeout or DEFAULT_TIMEOUT
         self._max_body_bytes = max_body_bytes
         self._user_agent = user_agent
         self._total_timeout = total_timeout
+        self._late_window = late_answer_window
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
+        self._refreshing: dict[str, _Flight] = {}  # refresh token -> its request still in flight
 
     # -- lifecycle
 
@@ -348,6 +481,12 @@ class HttpxTokenGateway:
                 self._client = self._make_client()
             return self._client
 
+    def _detach(self, client: httpx.Client) -> None:
+        """Stop handing ``client`` to new requests (it is being closed by an abandoned flight)."""
+        with self._lock:
+            if self._client is client:
+                self._client = None
+
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
@@ -371,19 +510,71 @@ class HttpxTokenGateway:
         base = normalize_server_url(server_url)
         status, body = self._post(base, TOKEN_PATH, {"username": username, "password": password})
         self._check_status("obtain", status)
-        parsed = self._parse(TokenPairResponse, body)
-        return IssuedTokens(access=parsed.access, refresh=parsed.refresh)
+        return self._parse(TokenPairResponse, body).issued()
 
-    def refresh(self, server_url: str, refresh_token: str) -> IssuedTokens:
+    def refresh(
+        self, server_url: str, refresh_token: str, on_late: Callable[[IssuedTokens], None] | None = None
+    ) -> IssuedTokens:
+        """Rotate ``refresh_token``. See the port: ``on_late`` receives an answer that came too late.
+
+        While an earlier refresh with the same token is still in flight in this process (its
+        caller gave up), the token is not sent again -- the server may already have rotated it,
+        and a second request could only be refused and cost the session: this call waits for
+        the earlier answer instead.
+        """
         base = normalize_server_url(server_url)
-        status, body = self._post(base, REFRESH_PATH, {"refresh": refresh_token})
+
+        def late(status: int, body: bytes) -> None:
+            if on_late is None or status != 200:
+                return
+            try:
+                issued = self._parse(TokenPairResponse, body).issued()
+            except MalformedResponseError:
+                return
+            on_late(issued)
+
+        with self._lock:
+            earlier = self._refreshing.get(refresh_token)
+        if earlier is not None and not earlier.done.is_set():
+            logger.debug("a refresh with this token is still in flight; waiting for its answer")
+            if not earlier.done.wait(self._total_timeout):
+                raise NetworkError(f"{_host_of(base)}: no answer within {self._total_timeout:g} s")
+            if earlier.error is not None:
+                raise earlier.error
+            assert earlier.value is not None
+            status, body = earlier.value
+        else:
+            status, body = self._send(
+                "POST", f"{base}{REFRESH_PATH}", json={"refresh": refresh_token},
+                deadline=self._total_timeout, body_for_any_status=False, late=late, key=refresh_token,
+            )
         self._check_status("refresh", status)
-        parsed = self._parse(TokenPairResponse, body)
-        return IssuedTokens(access=parsed.access, refresh=parsed.refresh)
+        return self._parse(TokenPairResponse, body).issued()
+
+    def blacklist(self, server_url: str, refresh_token: str) -> str:
+        """Revoke a password session's refresh token (simplejwt's blacklist endpoint), within 5 s.
+
+        Returns ``"revoked"`` (200), ``"absent"`` (404: the server has no blacklist endpoint) or
+        ``"refused"`` (401: the token was already invalid). Raises like the other calls
+        (NetworkError, ServerUnavailableError, UnexpectedStatusError...).
+        """
+        base = normalize_server_url(server_url)
+        status, _ = self._send(
+            "POST", f"{base}{BLACKLIST_PATH}", json={"refresh": refresh_token},
+            deadline=min(BLACKLIST_TIMEOUT, self._total_timeout), body_for_any_status=False,
+        )
+        if status == 200:
+            return "revoked"
+        if status == 404:
+            return "absent"
+        if status == 401:
+            return "refused"
+        self._check_status("blacklist", status)
+        raise UnexpectedStatusError(status)  # pragma: no cover - _check_status raised
 
     def ws_token(self, server_url: str, access_token: str) -> WsToken:
         base = normalize_server_url(server_url)
-        if not isinstance(access_token, str) or not _TOKEN_RE.fullmatch(access_token):
+        if not is_token(access_token):
             # Never hand h11 a header value it would reject (and quote in its error message):
             # a token we cannot send is one the server would not accept.
             raise TokenRejectedError()
@@ -392,8 +583,26 @@ class HttpxTokenGateway:
         )
         self._check_status("ws_token", status)
         parsed = self._parse(WsTokenResponse, body)
-        expires_at: datetime = utc(parsed.expires_at)
-        return WsToken(ws_token=parsed.ws_token, expires_at=expires_at, expires_in=parsed.expires_in)
+        received = datetime.now(UTC)
+        expires_in = parsed.expires_in
+        try:
+            if parsed.expires_at is not None:
+                expires_at: datetime = utc(parsed.expires_at)
+                if expires_in is None:
+                    expires_in = max(0, int((expires_at - received).total_seconds()))
+            elif expires_in is not None:
+                expires_at = received + timedelta(seconds=expires_in)
+            else:
+                raise MalformedResponseError()
+        except (OverflowError, ValueError):
+            # e.g. 0001-01-01T00:00:00+01:00: before the first representable UTC instant
+            raise MalformedResponseError() from None
+        return WsToken(
+            ws_token=parsed.ws_token,
+            expires_at=expires_at,
+            expires_in=expires_in,
+            ws_url=_checked_ws_url(parsed.ws_url, base),
+        )
 
     # -- the shared request core (also used by the OAuth adapter)
 
@@ -420,7 +629,7 @@ class HttpxTokenGateway:
         """
         normalize_server_url(url)  # validation only: keeps the caller's exact path
         for value in (headers or {}).values():
-            if not isinstance(value, str) or not _HEADER_VALUE_RE.fullmatch(value):
+            if not is_header_value(value):
                 raise TokenRejectedError()
         return self._send(
             method.upper(),
@@ -457,52 +666,77 @@ class HttpxTokenGateway:
         headers: Mapping[str, str] | None = None,
         deadline: float,
         body_for_any_status: bool,
+        late: LateAnswer | None = None,
+        key: str | None = None,
     ) -> tuple[int, bytes]:
-        """Send one request within ``deadline`` seconds; return (status, body)."""
+        """Send one request; return (status, body) within ``deadline`` seconds or raise NetworkError.
+
+        ``late`` (with ``key``, the value that identifies the request: a refresh token) keeps an
+        abandoned request listening for the late-answer window and hands its answer to ``late``.
+        """
         client = self._get_client()
+        flight = _Flight(client, late)
         started = time.monotonic()
-        outcome: dict[str, Any] = {}
-        done = threading.Event()
         path = urlsplit(url).path
-        exchange = _Exchange(method, url, path, json, form, headers, started, deadline, body_for_any_status)
+        listen = max(deadline, self._late_window) if late is not None else deadline
+        exchange = _Exchange(method, url, path, json, form, headers, started, listen, body_for_any_status)
+        if key is not None:
+            with self._lock:
+                self._refreshing[key] = flight
 
         def work() -> None:
+            value: tuple[int, bytes] | None = None
+            error: BaseException | None = None
             try:
-                outcome["value"] = self._send_now(client, exchange)
-            except BaseException as exc:  # handed to the caller's thread below
-                outcome["error"] = exc
-            finally:
-                done.set()
-                if outcome.get("abandoned"):
-                    client.close()
+                value = self._send_now(client, exchange, flight.trace)
+            except BaseException as exc:  # handed to the caller's thread (or dropped if it left)
+                error = exc
+            abandoned = flight.finish(value, error)
+            if key is not None:
+                with self._lock:
+                    if self._refreshing.get(key) is flight:
+                        del self._refreshing[key]
+            if abandoned:
+                client.close()
+                if late is not None and value is not None:
+                    try:
+                        late(*value)
+                    except Exception as exc:  # noqa: BLE001 - nobody to raise to in this thread
+                        logger.warning("handling a late answer failed (%s)", type(exc).__name__)
 
         threading.Thread(target=work, name="kitty-auth-http", daemon=True).start()
-        if not done.wait(deadline):
-            outcome["abandoned"] = True
-            with self._lock:  # the next request opens a new connection
-                if self._client is client:
-                    self._client = None
+        if not flight.done.wait(deadline) and flight.abandon(listen - (time.monotonic() - started)):
+            self._detach(client)  # the next request opens a new connection
             self._log(method, path, 0, started, note="total deadline exceeded")
-            raise NetworkError()
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["value"]  # type: ignore[no-any-return]
+            raise NetworkError(f"{_host_of(url)}: no answer within {deadline:g} s")
+        if flight.error is not None:
+            raise flight.error
+        assert flight.value is not None
+        return flight.value
 
-    def _send_now(self, client: httpx.Client, ex: _Exchange) -> tuple[int, bytes]:
+    def _send_now(
+        self, client: httpx.Client, ex: _Exchange, trace: Callable[[str, dict[str, Any]], None]
+    ) -> tuple[int, bytes]:
         status = 0
         method, path, started = ex.method, ex.path, ex.started
+        # A request that may be answered late keeps reading until its window ends.
+        timeout = client.timeout if ex.deadline <= self._total_timeout else httpx.Timeout(
+            connect=client.timeout.connect, read=ex.deadline, write=client.timeout.write,
+            pool=client.timeout.pool,
+        )
         try:
             with client.stream(
-                method, ex.url, json=ex.json, data=ex.form, headers=ex.headers
+                method, ex.url, json=ex.json, data=ex.form, headers=ex.headers,
+                timeout=timeout, extensions={"trace": trace},
             ) as response:
                 status = response.status_code
                 wanted = ex.body_for_any_status or status == 200
                 body = self._read_capped(response, started, ex.deadline) if wanted else b""
-        except (_BodyTooLarge, _DeadlineExceeded) as exc:
+        except (_BodyTooLarge, _DeadlineExceeded, _Abandoned) as exc:
             self._log(method, path, status, started, note=type(exc).__name__)
             if isinstance(exc, _BodyTooLarge):
                 raise MalformedResponseError() from None
-            raise NetworkError() from None
+            raise NetworkError(f"{_host_of(ex.url)}: timed out") from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL):
             self._log(method, path, status, started, note="invalid URL")
             raise InvalidServerUrlError(
@@ -513,7 +747,7 @@ class HttpxTokenGateway:
                 self._log(method, path, status, started, note="TLS verification failed")
                 raise TLSVerificationError() from None
             self._log(method, path, status, started, note=type(exc).__name__)
-            raise NetworkError() from None
+            raise NetworkError(f"{_host_of(ex.url)}: {_network_cause(exc)}") from None
         finally:
             client.cookies.clear()
         self._log(method, path, status, started)
@@ -534,8 +768,9 @@ class HttpxTokenGateway:
             if size > self._max_body_bytes:
                 raise _BodyTooLarge()
             chunks.append(chunk)
-            # The caller is already released by the deadline in _post; this stops an abandoned
-            # worker from reading a trickled body for hours.
+            # The caller is already released by the deadline in _send, and an abandoned flight's
+            # socket is shut down; this bounds a trickled body on a transport we cannot
+            # interrupt (no socket seen: a reused connection or a custom transport).
             if time.monotonic() - started > deadline:
                 raise _DeadlineExceeded()
         return b"".join(chunks)
@@ -582,3 +817,37 @@ class HttpxTokenGateway:
                 elapsed_ms,
                 f" ({note})" if note else "",
             )
+
+
+def _checked_ws_url(ws_url: str | None, base: str) -> str | None:
+    """The ``ws_url`` a ws-token answer named, if it is safe to connect to; else None.
+
+    Used only when it is ``wss://`` on the server URL's host and port (the stored session's
+    server) and carries no user info, query or fragment: the ws token goes there in a header,
+    so a URL elsewhere would hand it to another server. Anything else is ignored (DEBUG log,
+    the default ``wss://<host>/ws/v1/events/`` is used): the ws token itself is still good.
+    """
+    if ws_url is None:
+        return None
+    try:
+        parts = urlsplit(ws_url)
+        server = urlsplit(base)
+        same_origin = (
+            parts.hostname is not None
+            and parts.hostname == server.hostname
+            and (parts.port or 443) == (server.port or 443)
+        )
+    except ValueError:
+        same_origin = False
+    if (
+        not same_origin
+        or parts.scheme.lower() != "wss"
+        or parts.username is not None
+        or parts.password is not None
+        or parts.query
+        or parts.fragment
+        or any(ch.isspace() or ord(ch) < 32 or ord(ch) > 126 for ch in ws_url)
+    ):
+        logger.debug("ignored the ws_url of the ws-token answer (not wss:// on the server's host and port)")
+        return None
+    return ws_url

@@ -21,10 +21,14 @@ class SessionTokenGateway:
     def obtain(self, server_url: str, username: str, password: str) -> IssuedTokens:
         return self._password.obtain(server_url, username, password)  # type: ignore[no-any-return]
 
-    def refresh(self, session: Credentials) -> IssuedTokens:
+    def refresh(
+        self, session: Credentials, on_late: Callable[[IssuedTokens], None] | None = None
+    ) -> IssuedTokens:
         if session.oauth is not None and self._oauth is not None:
             return self._oauth().refresh(session)  # type: ignore[no-any-return]
-        return self._password.refresh(session.server_url, session.tokens.refresh)  # type: ignore[no-any-return]
+        return self._password.refresh(  # type: ignore[no-any-return]
+            session.server_url, session.tokens.refresh, on_late=on_late
+        )
 
     def ws_token(self, server_url: str, access_token: str) -> WsToken:
         return self._password.ws_token(server_url, access_token)  # type: ignore[no-any-return]

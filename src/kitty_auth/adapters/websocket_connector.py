@@ -49,14 +49,14 @@ from websockets.exceptions import (
 from websockets.frames import Frame
 
 from kitty_auth.adapters.http_gateway import _is_cert_verification_failure, build_ssl_context
-from kitty_auth.domain.errors import InvalidServerUrlError, TLSVerificationError
+from kitty_auth.adapters.token_syntax import is_token
+from kitty_auth.domain.errors import InvalidServerUrlError, MalformedResponseError, TLSVerificationError
 from kitty_auth.domain.live_sync import ConnectionLostError, HandshakeRejectedError
 
 logger = logging.getLogger("kitty_auth.websocket")
 
 WIRE_LOGGER_NAME: Final = "websockets.client"
 
-_TOKEN_RE: Final = re.compile(r"^[\x21-\x7e]{1,16384}$")
 _BEARER_RE: Final = re.compile(r"(?i)(bearer)\s+[^\s'\"]+")
 
 # Header values that are safe (and useful) to see in a DEBUG log.
@@ -195,9 +195,10 @@ class WebsocketsLiveConnector:
 
     async def connect(self, url: str, ws_token: str) -> WebsocketsLiveConnection:
         _check_url(url)
-        if not isinstance(ws_token, str) or not _TOKEN_RE.match(ws_token):
-            # Never echo the value: it is a credential, however malformed.
-            raise ConnectionLostError("The ws token is not usable (not a visible-ASCII string).")
+        if not is_token(ws_token):
+            # Never echo the value: it is a credential, however malformed. Not a lost
+            # connection: retrying with the same answer from the server would not help.
+            raise MalformedResponseError()
         try:
             ws = await _connect_without_redirects(
                 url,

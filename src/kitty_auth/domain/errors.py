@@ -48,7 +48,7 @@ class SessionExpiredError(AuthError):
 
 
 class InvalidCredentialsError(AuthError):
-    message = "Invalid username or password"
+    message = "Invalid username or password."
 
 
 class InvalidServerUrlError(AuthError):
@@ -68,7 +68,17 @@ class TransientServerError(ServerError):
 
 
 class NetworkError(TransientServerError):
+    """``detail`` names the host and the cause: ``spec-kitty.example.com: connection refused``.
+
+    Causes: unknown host, connection refused, timed out, no answer within N s, connection
+    dropped, connection failed. Never a token, a URL's user info or an exception's own text.
+    """
+
     message = "Cannot reach server. Check your connection."
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail
+        super().__init__(f"{type(self).message} ({detail})" if detail else None)
 
 
 class ServerUnavailableError(TransientServerError):
@@ -131,11 +141,13 @@ class CorruptCredentialsError(CredentialsFileError):
 
 
 class CredentialsLockTimeoutError(CredentialsFileError):
-    def __init__(self, path: Path | str, seconds: float) -> None:
+    def __init__(self, path: Path | str, seconds: float, holder: str | None = None) -> None:
         super().__init__(path)
+        self.holder = holder  # e.g. "process 1234", when the repository could tell
+        held_by = f" (held by {holder})" if holder else ""
         self.message = (
             f"Another spec-kitty process held the credentials lock {self.path} "
-            f"for more than {seconds:g} s; try again."
+            f"for more than {seconds:g} s{held_by}; try again."
         )
         self.args = (self.message,)
 

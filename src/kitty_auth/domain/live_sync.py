@@ -159,7 +159,9 @@ class LiveConnector(Protocol):
     """Opens WebSockets with ``Authorization: Bearer <ws_token>`` on the handshake (never in the URL).
 
     Raises HandshakeRejectedError(status) for a denied handshake, TLSVerificationError for an
-    untrusted certificate, ConnectionLostError for network errors and timeouts.
+    untrusted certificate, ConnectionLostError for network errors and timeouts, and
+    MalformedResponseError for a ws token that cannot be sent (the server's answer was bad:
+    not a lost connection, so never retried).
     """
 
     async def connect(self, url: str, ws_token: str) -> LiveConnection: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
@@ -24,11 +25,16 @@ class TokenGateway(Protocol):
         """POST /api/v1/token/. 401 -> InvalidCredentialsError."""
         ...
 
-    def refresh(self, session: Credentials) -> IssuedTokens:
+    def refresh(
+        self, session: Credentials, on_late: Callable[[IssuedTokens], None] | None = None
+    ) -> IssuedTokens:
         """Rotate ``session``'s refresh token at the server that issued it. 401 -> TokenRejectedError.
 
         Password sessions: POST /api/v1/token/refresh/; OAuth sessions: the refresh-token grant
-        at the session's stored token endpoint.
+        at the session's stored token endpoint. When the answer does not come within the
+        deadline, NetworkError is raised at once; if a valid answer still arrives later (the
+        server may already have rotated the token), the gateway passes it to ``on_late`` from
+        another thread.
         """
         ...
 

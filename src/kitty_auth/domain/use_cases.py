@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
 
 from kitty_auth.domain.errors import (
+    AuthError,
     CorruptCredentialsError,
     CredentialsLockTimeoutError,
     InvalidInputError,
+    NetworkError,
     NotAuthenticatedError,
+    ServerError,
     SessionExpiredError,
     TokenRejectedError,
     TransientServerError,
@@ -17,11 +23,15 @@ from kitty_auth.domain.model import (
     AccessDecision,
     Credentials,
     ExpiryPolicy,
+    IssuedTokens,
     StatusReport,
     TokenPair,
     WsToken,
     normalize_server_url,
 )
+from kitty_auth.domain.oauth import LocalLogout, LogoutResult, RevokeOutcome
+from kitty_auth.domain.oauth_errors import RevocationUnsupportedError
+from kitty_auth.domain.oauth_ports import SessionRevoker
 from kitty_auth.domain.ports import Clock, CredentialRepository, TokenGateway
 
 log = logging.getLogger("kitty_auth")
@@ -84,13 +94,57 @@ class Login:
 
 
 class Logout:
-    def __init__(self, repo: CredentialRepository) -> None:
-        self._repo = repo
+    """Remove the local session first, then ask the issuing server to revoke it.
+
+    ``remove`` reads and removes the file under the credentials lock (so no refresh can store
+    tokens behind it); ``revoke`` runs after, without the lock, bounded by ``revoke_deadline``,
+    and never raises for a server problem: logging out offline still logs out.
+    """
+
+    def __init__(self, repo: CredentialRepository, revoker: SessionRevoker | None = None,
+                 revoke_deadline: float = 5.0) -> None:
+        self._repo, self._revoker, self._deadline = repo, revoker, revoke_deadline
 
     def execute(self) -> bool:
-        removed = self._repo.clear()
+        """Local logout only (the library's ``clear_credentials``); True when something was removed."""
+        return self.remove().removed
+
+    def remove(self) -> LocalLogout:
+        with self._repo.lock():
+            try:
+                session = self._repo.load()
+            except CorruptCredentialsError:
+                session = None  # a corrupt file counts as logged out, and is removed
+            removed = self._repo.clear()
         log.info("logout: %s", "credentials removed" if removed else "nothing stored")
-        return removed
+        return LocalLogout(removed=removed, session=session if removed else None)
+
+    def revoke(self, local: LocalLogout) -> LogoutResult:
+        """Revoke what ``remove`` removed (RFC 7009 for OAuth sessions, the blacklist for password ones)."""
+        if not local.removed:
+            return LogoutResult(False, RevokeOutcome.NOTHING_STORED)
+        if local.session is None:
+            return LogoutResult(True, RevokeOutcome.UNREADABLE)
+        if self._revoker is None:
+            return LogoutResult(True, RevokeOutcome.NO_ENDPOINT)
+        try:
+            self._revoker.revoke(local.session, self._deadline)
+        except RevocationUnsupportedError:
+            return LogoutResult(True, RevokeOutcome.NO_ENDPOINT)
+        except NetworkError as exc:
+            return LogoutResult(True, RevokeOutcome.OFFLINE, str(exc))
+        except TokenRejectedError:
+            return LogoutResult(True, RevokeOutcome.REFUSED, "it already considered the session invalid")
+        except ServerError as exc:
+            return LogoutResult(True, RevokeOutcome.REFUSED, str(exc))
+        log.info("logout: the server revoked the session")
+        return LogoutResult(True, RevokeOutcome.REVOKED)
+
+    def execute_and_revoke(self, *, revoke: bool = True) -> LogoutResult:
+        local = self.remove()
+        if not revoke:
+            return LogoutResult(local.removed, RevokeOutcome.SKIPPED if local.removed else RevokeOutcome.NOTHING_STORED)
+        return self.revoke(local)
 
 
 class Status:
@@ -110,16 +164,26 @@ class Status:
 class EnsureFreshToken:
     """Return a usable access token, refreshing it at most once across all processes.
 
+    Three intents, each its own method, sharing one locked step (:meth:`_under_lock`):
+
+    * :meth:`execute` -- an access token for a request: the stored one while comfortably valid
+      (no lock, no network), else a refresh; a transient failure or a busy lock returns the
+      stored token while it is still worth sending.
+    * :meth:`after_rejection` -- the server just refused ``rejected_access``: use a different
+      token another process stored meanwhile, else refresh; never hand back the rejected one.
+    * :meth:`refresh_now` / :meth:`refresh_with` -- an explicit refresh: never skipped silently.
+
     The fast path reads the file without the lock (writes are atomic renames, so a reader sees
     the old or the new file; a rotated-out *access* token stays valid until its ``exp``, so a
-    reader that just lost a race still holds a good token). Otherwise, under the repository
-    lock: re-read, use what another process may just have stored, refresh, write. A 401 clears
-    the session only when the file still holds the refresh token that was rejected.
+    reader that just lost a race still holds a good token). Under the lock the file is re-read,
+    so a process that waited uses what the winner stored. A 401 clears the session only when
+    the file still holds the refresh token that was rejected. The lock wait is bounded by the
+    repository (longer than the gateway's total request deadline).
 
-    The lock wait is bounded by the repository (``lock_timeout``, set comfortably above the
-    gateway's worst-case request time, so a waiter does not give up while a legitimate holder
-    is still refreshing). When it expires anyway, a still-usable token is returned; otherwise
-    CredentialsLockTimeoutError propagates.
+    A refresh whose answer arrives after the gateway's deadline is not thrown away: the gateway
+    hands it to :meth:`_store_late`, which stores it under the lock if the file still holds the
+    refresh token that was sent (the server has rotated it: without the late answer the
+    session would be lost at the next refresh).
     """
 
     def __init__(
@@ -132,96 +196,102 @@ class EnsureFreshToken:
         self._repo, self._gateway, self._clock = repo, gateway, clock
         self._policy = policy or ExpiryPolicy()
 
-    def _stored(self) -> Credentials:
-        current = _load_or_none(self._repo)
-        if current is None:
-            raise NotAuthenticatedError()
-        return current
+    # -- the intents
 
-    def _usable(self, creds: Credentials) -> bool:
-        """Still worth sending right now (possibly inside the refresh margin)."""
-        return self._policy.is_usable(
-            creds.tokens.access_expires_at, self._clock.now(), creds.tokens.access_lifetime
-        )
+    def execute(self) -> Credentials:
+        """The session with an access token worth sending, refreshed first when needed."""
+        current = self._stored()
+        if self._comfortable(current):
+            return current
+        return self._under_lock(reuse=self._comfortable, keep_on_failure=self._usable)
 
-    def _good_enough(self, creds: Credentials, rejected_access: str | None) -> bool:
-        """Use as is, without the lock or the network."""
-        if rejected_access is not None and creds.tokens.access == rejected_access:
-            return False
-        return creds.access_decision(self._clock.now(), self._policy) is AccessDecision.USE
+    def after_rejection(self, rejected_access: str) -> Credentials:
+        """The session with an access token other than ``rejected_access``, which the server refused."""
 
-    def _replaces_rejected(self, creds: Credentials, rejected_access: str) -> bool:
-        """Another process stored a different access token that is still usable."""
-        return creds.tokens.access != rejected_access and self._usable(creds)
+        def replaced(creds: Credentials) -> bool:
+            return creds.tokens.access != rejected_access and self._usable(creds)
 
-    def execute(self, *, force: bool = False, rejected_access: str | None = None) -> Credentials:
-        """The session with a usable access token.
+        return self._under_lock(reuse=replaced, keep_on_failure=replaced)
 
-        ``force`` refreshes even a fresh token (unless another process refreshed since
-        ``rejected_access`` was read); ``rejected_access`` is a token the server just refused.
-        """
-        if not force:
-            current = self._stored()
-            if self._good_enough(current, rejected_access):
-                return current
-        try:
-            with self._repo.lock():
-                current = self._stored()  # re-read: another process may have refreshed
-                if rejected_access is not None:
-                    if self._replaces_rejected(current, rejected_access):
-                        log.debug("using tokens another process stored")
-                        return current
-                elif not force and self._good_enough(current, None):
-                    log.debug("using tokens another process stored")
-                    return current
-                return self._refresh_locked(current, fallback_ok=rejected_access is None and not force)
-        except CredentialsLockTimeoutError:
-            if force and rejected_access is None:
-                raise  # an explicit "refresh now" must not silently do nothing
-            current = self._stored()  # the holder may have stored new tokens meanwhile
-            if rejected_access is not None:
-                usable = self._replaces_rejected(current, rejected_access)
-            else:
-                usable = self._usable(current)
-            if usable:
-                log.warning("credentials lock busy; using the still-valid access token")
-                return current
-            raise
+    def refresh_now(self) -> Credentials:
+        """Refresh now, whatever the stored token's age (library ``refresh_tokens()``)."""
+        return self._under_lock(reuse=None, keep_on_failure=None)
 
     def refresh_with(self, refresh_token: str) -> Credentials:
         """Refresh with an explicit refresh token (library ``refresh_tokens(token)``)."""
         with self._repo.lock():
             current = self._stored()
             if current.tokens.refresh != refresh_token:
-                current = current.with_tokens(
-                    TokenPair(
-                        access=current.tokens.access,
-                        refresh=refresh_token,
-                        access_expires_at=current.tokens.access_expires_at,
-                        refresh_expires_at=current.tokens.refresh_expires_at,
-                    )
-                )
-            return self._refresh_locked(current, fallback_ok=False)
+                current = current.with_tokens(replace(current.tokens, refresh=refresh_token))
+            return self._refresh_locked(current)
 
-    def _refresh_locked(self, current: Credentials, *, fallback_ok: bool) -> Credentials:
+    # -- the shared locked step
+
+    def _under_lock(
+        self,
+        *,
+        reuse: Callable[[Credentials], bool] | None,
+        keep_on_failure: Callable[[Credentials], bool] | None,
+    ) -> Credentials:
+        """Under the lock: re-read; return the stored session if ``reuse`` accepts it, else refresh.
+
+        When the refresh fails transiently, or the lock stays busy, the stored session is
+        returned if ``keep_on_failure`` accepts it at that moment (judged after the failure: a
+        request that hung for seconds may have outlived the token); otherwise the error
+        propagates and nothing stored changes.
+        """
+        try:
+            with self._repo.lock():
+                current = self._stored()  # re-read: another process may have refreshed
+                if reuse is not None and reuse(current):
+                    log.debug("using tokens another process stored")
+                    return current
+                try:
+                    return self._refresh_locked(current)
+                except TransientServerError as exc:
+                    if keep_on_failure is not None and keep_on_failure(current):
+                        log.warning("token refresh failed (%s); using the still-valid access token", exc)
+                        return current
+                    raise
+        except CredentialsLockTimeoutError:
+            current = self._stored()  # the holder may have stored new tokens meanwhile
+            if keep_on_failure is not None and keep_on_failure(current):
+                log.warning("credentials lock busy; using the still-valid access token")
+                return current
+            raise
+
+    def _refresh_locked(self, current: Credentials) -> Credentials:
         now = self._clock.now()  # the request's send time: the base of the new local expiries
         if not current.is_authenticated(now):
             raise SessionExpiredError()
         try:
-            issued = self._gateway.refresh(current)
+            issued = self._gateway.refresh(
+                current, on_late=lambda late: self._store_late(current, late, now)
+            )
         except TokenRejectedError:
             self.forget_if_unchanged(current)
             raise SessionExpiredError() from None
-        except TransientServerError as exc:
-            # Judged after the failure: a request that hung for seconds may have outlived the token.
-            if fallback_ok and self._usable(current):
-                log.warning("token refresh failed (%s); using the still-valid access token", exc)
-                return current
-            raise
         refreshed = current.refreshed(issued, now)
         self._repo.save(refreshed)
         log.info("access token refreshed")
         return refreshed
+
+    def _store_late(self, sent: Credentials, issued: IssuedTokens, requested_at: datetime) -> None:
+        """Store a refresh answer that arrived after its caller gave up (runs in the gateway's thread).
+
+        Only if the file still holds the refresh token that was sent: anything else means
+        another process refreshed, or the user logged out or in again, meanwhile.
+        """
+        try:
+            with self._repo.lock():
+                on_disk = _load_or_none(self._repo)
+                if on_disk is None or on_disk.tokens.refresh != sent.tokens.refresh:
+                    log.info("late refresh answer discarded: the stored session changed meanwhile")
+                    return
+                self._repo.save(on_disk.refreshed(issued, requested_at))
+            log.info("late refresh answer stored")
+        except AuthError as exc:  # nobody is waiting for this thread: report, never raise
+            log.warning("a late refresh answer could not be stored (%s)", type(exc).__name__)
 
     def forget_if_unchanged(self, rejected: Credentials) -> None:
         """End a session the server rejected, unless another process has stored newer tokens."""
@@ -232,6 +302,24 @@ class EnsureFreshToken:
                 log.info("session rejected by the server; credentials cleared")
             elif on_disk is not None:
                 log.info("session rejected, but newer tokens are stored; keeping them")
+
+    # -- predicates
+
+    def _stored(self) -> Credentials:
+        current = _load_or_none(self._repo)
+        if current is None:
+            raise NotAuthenticatedError()
+        return current
+
+    def _comfortable(self, creds: Credentials) -> bool:
+        """Use as is, without the lock or the network (outside the refresh margin)."""
+        return creds.access_decision(self._clock.now(), self._policy) is AccessDecision.USE
+
+    def _usable(self, creds: Credentials) -> bool:
+        """Still worth sending right now (possibly inside the refresh margin)."""
+        return self._policy.is_usable(
+            creds.tokens.access_expires_at, self._clock.now(), creds.tokens.access_lifetime
+        )
 
 
 class ObtainWsToken:
@@ -247,7 +335,7 @@ class ObtainWsToken:
             return self._gateway.ws_token(creds.server_url, access)
         except TokenRejectedError:
             log.info("ws-token answered 401; refreshing once and retrying")
-        creds = self._ensure.execute(rejected_access=access)
+        creds = self._ensure.after_rejection(access)
         try:
             return self._gateway.ws_token(creds.server_url, creds.tokens.access)
         except TokenRejectedError:

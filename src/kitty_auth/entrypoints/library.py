@@ -37,7 +37,7 @@ class AuthClient:
         """Refresh now (rotating the refresh token) and store the result."""
         use_case = self._container.ensure_fresh_token()
         if refresh_token is None:
-            return use_case.execute(force=True)
+            return use_case.refresh_now()
         return use_case.refresh_with(refresh_token)
 
     def obtain_ws_token(self, access_token: str | None = None) -> WsToken:
