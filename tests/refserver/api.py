@@ -96,10 +96,13 @@ class SessionTokenObtainPairSerializer(TokenObtainPairSerializer):
         return token
 
 
-def token_lifetime_fields(access: AccessToken, refresh: RefreshToken | None) -> dict[str, Any]:
-    values = {"expires_in": access["exp"] - access["iat"], "access_lifetime": access["exp"] - access["iat"]}
+def token_lifetime_fields(refresh: RefreshToken | None) -> dict[str, Any]:
+    # The configured lifetimes: an access token's own `exp - iat` may be a second short of it (simplejwt dates its
+    # `exp` from the refresh token's creation and its `iat` from its own).
+    lifetimes = get_lifetimes()
+    values: dict[str, Any] = {"expires_in": int(lifetimes["access"]), "access_lifetime": int(lifetimes["access"])}
     if refresh is not None:
-        lifetime = refresh["exp"] - refresh["iat"]
+        lifetime = int(lifetimes["refresh"])
         values |= {
             "refresh_token_expires_in": lifetime,
             "refresh_expires_in": lifetime,
@@ -113,7 +116,7 @@ def shape_token_response(data: Mapping[str, Any]) -> dict[str, Any]:
     """simplejwt's {"access", "refresh"} as the options want it: `team_slug`, lifetime fields, opaque tokens."""
     access = AccessToken(data["access"], verify=False)
     refresh = RefreshToken(data["refresh"], verify=False) if "refresh" in data else None
-    shaped = dict(data) | token_lifetime_fields(access, refresh)
+    shaped = dict(data) | token_lifetime_fields(refresh)
     if options.current.team_slug:
         user = get_user_model().objects.get(pk=access["user_id"])
         shaped["team_slug"] = accounts.profile(user.get_username()).team_slug
