@@ -14,9 +14,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlsplit
 
-from kitty_auth.domain.errors import InvalidCredentialsError, TokenRejectedError
-from kitty_auth.domain.model import Credentials, WsToken
+from kitty_auth.domain.errors import InvalidCredentialsError, NetworkError, TokenRejectedError
+from kitty_auth.domain.model import Credentials, Identity, Team, WsToken
+from kitty_auth.domain.oauth import CallbackPage, DeviceAuthorization, Endpoints, PollOutcome, pkce_challenge
+from kitty_auth.domain.oauth_errors import (
+    DeviceCodeDeniedError,
+    DeviceCodeExpiredError,
+    OAuthProtocolError,
+    RevocationUnsupportedError,
+)
 from kitty_auth.domain.ports import IssuedTokens
 
 
@@ -100,6 +108,10 @@ class FakeTokenGateway:
     valid_refresh: set[str] = field(default_factory=set)
     valid_access: set[str] = field(default_factory=set)
     during_refresh: Callable[[], None] | None = None  # runs inside refresh(), before answering
+    # The next N refreshes are processed (rotated) but their answer is late: the caller gets
+    # NetworkError and the answer waits in late_answers until the test delivers it.
+    answer_late: int = 0
+    late_answers: list[Callable[[], None]] = field(default_factory=list)
 
     def fail_next(self, call: str, error: Exception, times: int = 1) -> None:
         self.failures.setdefault(call, []).extend([error] * times)
@@ -124,7 +136,9 @@ class FakeTokenGateway:
             raise InvalidCredentialsError()
         return self._issue()
 
-    def refresh(self, session: Credentials) -> IssuedTokens:
+    def refresh(
+        self, session: Credentials, on_late: Callable[[IssuedTokens], None] | None = None
+    ) -> IssuedTokens:
         refresh_token = session.tokens.refresh
         self._maybe_fail("refresh")
         if self.during_refresh is not None:
@@ -133,7 +147,13 @@ class FakeTokenGateway:
         if refresh_token not in self.valid_refresh:
             raise TokenRejectedError()
         self.valid_refresh.discard(refresh_token)  # rotate + blacklist
-        return self._issue()
+        issued = self._issue()
+        if self.answer_late:
+            self.answer_late -= 1
+            if on_late is not None:
+                self.late_answers.append(lambda: on_late(issued))
+            raise NetworkError()
+        return issued
 
     def ws_token(self, server_url: str, access_token: str) -> WsToken:
         self._maybe_fail("ws_token")
@@ -144,3 +164,233 @@ class FakeTokenGateway:
 
     def revoke_access(self) -> None:
         self.valid_access.clear()
+
+
+# --------------------------------------------------------------------------- OAuth (spec-kitty 3.x)
+
+
+@dataclass
+class FakeOAuthServer:
+    """An in-memory OAuth authorization server: an OAuthGateway and a SessionRevoker.
+
+    It checks what a real one checks (PKCE S256, one-time codes bound to their redirect URI,
+    RFC 8628 polling speed, refresh rotation, revocation) and keeps state for assertions.
+    ``metadata`` is what discovery returns (None: the server answers 404).
+    """
+
+    clock: FakeClock
+    server_url: str = "https://auth.example.test"
+    email: str = "user@example.com"
+    teams: tuple[Team, ...] = (Team(id="1", slug="acme", name="Acme"),
+                               Team(id="2", slug="me-private", name="Mine", is_private_teamspace=True))
+    device_interval: float | None = 5.0
+    device_expires_in: float = 600.0
+    access_lifetime: float = 900.0
+    metadata: Endpoints | None = None
+    revocable: bool = True
+    calls: list[str] = field(default_factory=list)
+    failures: dict[str, list[Exception]] = field(default_factory=dict)
+    polls: list[datetime] = field(default_factory=list)
+    valid_refresh: set[str] = field(default_factory=set)
+    valid_access: set[str] = field(default_factory=set)
+    revoked: set[str] = field(default_factory=set)
+    _codes: dict[str, tuple[str, str]] = field(default_factory=dict)  # code -> (challenge, redirect)
+    _devices: dict[str, str] = field(default_factory=dict)  # device_code -> pending/approved/denied
+    _device_user_codes: dict[str, str] = field(default_factory=dict)  # user_code -> device_code
+    _last_poll: dict[str, datetime] = field(default_factory=dict)
+    _device_started: dict[str, datetime] = field(default_factory=dict)
+    _interval: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.metadata is None:
+            self.metadata = Endpoints.defaults(self.server_url)
+
+    def fail_next(self, call: str, error: Exception, times: int = 1) -> None:
+        self.failures.setdefault(call, []).extend([error] * times)
+
+    def _maybe_fail(self, call: str) -> None:
+        self.calls.append(call)
+        queued = self.failures.get(call)
+        if queued:
+            raise queued.pop(0)
+
+    def _issue(self) -> IssuedTokens:
+        access, refresh = "at_" + secrets.token_urlsafe(24), "rt_" + secrets.token_urlsafe(24)
+        self.valid_access.add(access)
+        self.valid_refresh.add(refresh)
+        return IssuedTokens(access=access, refresh=refresh, expires_in=self.access_lifetime,
+                            session_id="sess-" + secrets.token_hex(4))
+
+    # -- what the user does in the browser
+
+    def approve_in_browser(self, authorization_url: str, *, deny: bool = False) -> dict[str, str]:
+        """The user logs in and approves (or denies): the query the browser brings to the callback."""
+        query = dict(parse_qsl(urlsplit(authorization_url).query))
+        assert query["code_challenge_method"] == "S256" and query["response_type"] == "code"
+        if deny:
+            return {"error": "access_denied", "state": query["state"]}
+        code = "code_" + secrets.token_urlsafe(16)
+        self._codes[code] = (query["code_challenge"], query["redirect_uri"])
+        return {"code": code, "state": query["state"]}
+
+    def approve_device(self, user_code: str, *, deny: bool = False) -> None:
+        self._devices[self._device_user_codes[user_code]] = "denied" if deny else "approved"
+
+    # -- the OAuthGateway port
+
+    def discover(self, server_url: str) -> Endpoints | None:
+        self._maybe_fail("discover")
+        return self.metadata
+
+    def exchange_code(self, endpoints: Endpoints, client_id: str, code: str, verifier: str,
+                      redirect_uri: str) -> IssuedTokens:
+        self._maybe_fail("exchange_code")
+        entry = self._codes.pop(code, None)  # one use only
+        if entry is None or entry != (pkce_challenge(verifier), redirect_uri) or client_id != "cli_native":
+            raise OAuthProtocolError("invalid_grant", "authorization code")
+        return self._issue()
+
+    def start_device(self, endpoints: Endpoints, client_id: str, scope: str) -> DeviceAuthorization:
+        self._maybe_fail("start_device")
+        device_code, user_code = "dc_" + secrets.token_urlsafe(16), secrets.token_hex(4).upper()
+        self._devices[device_code] = "pending"
+        self._device_user_codes[user_code] = device_code
+        self._last_poll[device_code] = self._device_started[device_code] = self.clock.now()
+        self._interval[device_code] = self.device_interval or 5.0
+        return DeviceAuthorization(
+            device_code=device_code, user_code=user_code,
+            verification_uri=self.server_url + "/oauth/device/verify",
+            verification_uri_complete=f"{self.server_url}/oauth/device/verify?user_code={user_code}",
+            expires_in=self.device_expires_in, interval=self.device_interval,
+        )
+
+    def poll_device(self, endpoints: Endpoints, client_id: str, device_code: str) -> IssuedTokens | PollOutcome:
+        self._maybe_fail("poll_device")
+        now = self.clock.now()
+        self.polls.append(now)
+        if device_code not in self._devices:
+            raise OAuthProtocolError("invalid_grant", "device code")
+        elapsed = (now - self._last_poll[device_code]).total_seconds()
+        self._last_poll[device_code] = now
+        if (now - self._device_started[device_code]).total_seconds() >= self.device_expires_in:
+            raise DeviceCodeExpiredError()
+        if elapsed + 1e-6 < self._interval[device_code]:
+            self._interval[device_code] += 5
+            return PollOutcome.SLOW_DOWN
+        state = self._devices[device_code]
+        if state == "denied":
+            raise DeviceCodeDeniedError()
+        if state == "pending":
+            return PollOutcome.PENDING
+        del self._devices[device_code]
+        return self._issue()
+
+    def me(self, server_url: str, access_token: str) -> Identity:
+        self._maybe_fail("me")
+        if access_token not in self.valid_access:
+            raise TokenRejectedError()
+        return Identity(email=self.email, name="Demo User", user_id="42", teams=self.teams)
+
+    def refresh(self, session: Credentials, on_late: Callable[[IssuedTokens], None] | None = None) -> IssuedTokens:
+        self._maybe_fail("refresh")
+        if session.tokens.refresh not in self.valid_refresh:
+            raise TokenRejectedError()
+        self.valid_refresh.discard(session.tokens.refresh)
+        return self._issue()
+
+    # -- the SessionRevoker port
+
+    def revoke(self, session: Credentials, deadline: float) -> None:
+        self._maybe_fail("revoke")
+        if not self.revocable:
+            raise RevocationUnsupportedError()
+        self.valid_refresh.discard(session.tokens.refresh)
+        self.revoked.add(session.tokens.refresh)
+
+
+@dataclass
+class FakeBrowser:
+    """A Browser: records the URLs opened; ``user`` (if set) acts on each, as a person would."""
+
+    available: bool = True
+    opened: list[str] = field(default_factory=list)
+    user: Callable[[str], None] | None = None
+
+    def open(self, url: str) -> bool:
+        if not self.available:
+            return False
+        self.opened.append(url)
+        if self.user is not None:
+            self.user(url)
+        return True
+
+
+@dataclass
+class FakePendingCallback:
+    params: dict[str, str]
+    page: CallbackPage | None = None
+
+    def answer(self, page: CallbackPage) -> None:
+        assert self.page is None, "a callback is answered once"
+        self.page = page
+
+
+@dataclass
+class FakeCallbackListener:
+    """A CallbackListener fed by the test (``deliver``); waiting with nothing queued moves the clock."""
+
+    clock: FakeClock
+    redirect_uri: str = "http://127.0.0.1:49152/callback"
+    queue: list[FakePendingCallback] = field(default_factory=list)
+    delivered: list[FakePendingCallback] = field(default_factory=list)
+    closed: bool = False
+
+    def deliver(self, params: dict[str, str]) -> FakePendingCallback:
+        callback = FakePendingCallback(dict(params))
+        self.queue.append(callback)
+        self.delivered.append(callback)
+        return callback
+
+    def next_callback(self, timeout: float) -> FakePendingCallback | None:
+        assert not self.closed
+        if self.queue:
+            return self.queue.pop(0)
+        self.clock.advance(timeout)
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __call__(self) -> FakeCallbackListener:  # a ListenerFactory that hands out this listener
+        self.closed = False
+        return self
+
+
+@dataclass
+class RecordingProgress:
+    """A LoginProgress that records what the user was shown; ``wait`` moves the fake clock."""
+
+    clock: FakeClock
+    shown: list[tuple[str, object]] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+    on_wait: Callable[[int], None] | None = None  # called with the wait's number (1, 2, ...)
+    refused: int = 0
+    finished_calls: int = 0
+
+    def browser_login(self, url: str, opened: bool, timeout: float) -> None:
+        self.shown.append(("browser", (url, opened, timeout)))
+
+    def callback_refused(self) -> None:
+        self.refused += 1
+
+    def device_login(self, authorization: DeviceAuthorization) -> None:
+        self.shown.append(("device", authorization))
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.clock.advance(seconds)
+        if self.on_wait is not None:
+            self.on_wait(len(self.waits))
+
+    def finished(self) -> None:
+        self.finished_calls += 1

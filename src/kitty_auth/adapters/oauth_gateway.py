@@ -1,0 +1,296 @@
+"""The OAuthGateway over HTTPS: RFC 8414 discovery, the code and device grants, refresh, RFC 7009 revocation and ``/api/v1/me``.
+
+Every request goes through :meth:`HttpxTokenGateway.request`, the same core the password
+gateway uses, so TLS trust (truststore + ``SSL_CERT_FILE``), the 8 s total deadline, the body
+cap, "redirects are errors" and the redacted httpcore logs are the same for both protocols.
+Token requests are form-encoded with ``client_id`` (a public client, RFC 6749 2.3); responses
+are validated with pydantic and never quoted in an error (they hold tokens and codes).
+
+Why no OAuth library: the protocol work a public CLI client does is small and lives where it
+can be property-tested -- PKCE, ``state``, the authorization URL, the callback verdict and
+the polling schedule are pure functions in ``domain/oauth.py`` (the domain may import only
+the standard library). What is left here is four form POSTs and two GETs. oauthlib's client
+classes only prepare parameters and parse bodies (no transport, no device polling loop) and
+would add a run-time dependency for ~30 lines; authlib's httpx integration brings its own
+client, which would bypass this package's TLS trust, deadline, body cap and log redaction.
+See architecture.md, "OAuth logins".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Annotated, Final, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+from kitty_auth.adapters.http_gateway import (
+    CHECK_URL_HINT,
+    LOGIN_AGAIN_HINT,
+    REDIRECT_HINT,
+    HttpxTokenGateway,
+    Seconds,
+    SessionId,
+    Slug,
+    Token,
+)
+from kitty_auth.domain.errors import (
+    MalformedResponseError,
+    RateLimitedError,
+    ServerUnavailableError,
+    TokenRejectedError,
+    UnexpectedStatusError,
+)
+from kitty_auth.domain.model import Credentials, Identity, IssuedTokens, Team, normalize_server_url
+from kitty_auth.domain.oauth import DEVICE_GRANT, DeviceAuthorization, Endpoints, PollOutcome, same_origin_https
+from kitty_auth.domain.oauth_errors import (
+    METADATA_PATH,
+    DeviceCodeDeniedError,
+    DeviceCodeExpiredError,
+    MetadataMalformedError,
+    MetadataUnavailableError,
+    OAuthProtocolError,
+    RevocationUnsupportedError,
+    UnsafeEndpointError,
+)
+
+logger = logging.getLogger("kitty_auth.oauth")
+
+ME_PATH: Final = "/api/v1/me"
+_M = TypeVar("_M", bound=BaseModel)
+
+# Text we may print (a name, an email, a URL to visit): no control characters, so a hostile
+# server cannot rewrite the user's terminal.
+Printable = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+PrintableOrEmpty = Annotated[StrictStr, Field(max_length=512, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+HttpsUrl = Annotated[StrictStr, Field(max_length=2048, pattern=r"^https://[\x21-\x7e]+$")]
+Identifier = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | StrictInt
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class MetadataResponse(_Model):
+    """RFC 8414 section 2 (only the fields a CLI client uses)."""
+
+    token_endpoint: StrictStr
+    authorization_endpoint: StrictStr | None = None
+    device_authorization_endpoint: StrictStr | None = None
+    revocation_endpoint: StrictStr | None = None
+
+
+class OAuthTokenResponse(_Model):
+    """RFC 6749 section 5.1, plus spec-kitty 3.x's lifetime fields and ``session_id``."""
+
+    access_token: Token
+    refresh_token: Token | None = None
+    token_type: StrictStr | None = None
+    expires_in: Seconds | None = None
+    refresh_token_expires_in: Seconds | None = None
+    refresh_token_expires_at: Annotated[AwareDatetime, Field(strict=True)] | None = None
+    session_id: SessionId | None = None
+    team_slug: Slug | None = None
+
+    def issued(self, refresh_fallback: str | None = None) -> IssuedTokens:
+        refresh = self.refresh_token or refresh_fallback
+        if not refresh or (self.token_type is not None and self.token_type.lower() != "bearer"):
+            raise MalformedResponseError()
+        return IssuedTokens(
+            access=self.access_token, refresh=refresh, expires_in=self.expires_in,
+            refresh_expires_in=self.refresh_token_expires_in,
+            refresh_expires_at=self.refresh_token_expires_at,
+            team_slug=self.team_slug, session_id=self.session_id,
+        )
+
+
+class DeviceAuthorizationResponse(_Model):
+    """RFC 8628 section 3.2."""
+
+    device_code: Token
+    user_code: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+    verification_uri: HttpsUrl
+    verification_uri_complete: HttpsUrl | None = None
+    expires_in: Annotated[Seconds, Field(gt=0, le=86_400)]
+    interval: Annotated[Seconds, Field(ge=0, le=3_600)] | None = None
+
+
+class TeamResponse(_Model):
+    id: Identifier
+    slug: Slug
+    name: PrintableOrEmpty = ""
+    role: PrintableOrEmpty = ""
+    is_private_teamspace: StrictBool = False
+
+
+class MeResponse(_Model):
+    email: Printable
+    name: PrintableOrEmpty | None = None
+    user_id: Identifier | None = None
+    teams: list[TeamResponse] = Field(default_factory=list, max_length=1000)
+
+    def identity(self) -> Identity:
+        return Identity(
+            email=self.email, name=self.name or "",
+            user_id="" if self.user_id is None else str(self.user_id),
+            teams=tuple(Team(id=str(t.id), slug=t.slug, name=t.name, role=t.role,
+                             is_private_teamspace=t.is_private_teamspace) for t in self.teams),
+        )
+
+
+def _parse(model: type[_M], body: bytes, error: Callable[[], Exception] = MalformedResponseError) -> _M:
+    try:
+        return model.model_validate_json(body)
+    except (ValidationError, ValueError):
+        raise error() from None  # never chained: the validation text quotes the body
+
+
+def _oauth_error(body: bytes) -> str | None:
+    """The ``error`` code of an RFC 6749 error response, None when the body is not one."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, str) and 0 < len(error) <= 64 and error.replace("_", "").isalnum() and error.isascii():
+        return error
+    return None
+
+
+def _raise_status(status: int, hint: str = CHECK_URL_HINT) -> None:
+    """Map a status that is not the call's success to the shared domain errors."""
+    if 300 <= status < 400:
+        raise UnexpectedStatusError(status, REDIRECT_HINT)
+    if status == 429:
+        raise RateLimitedError(status)
+    if 500 <= status < 600:
+        raise ServerUnavailableError(status)
+    raise UnexpectedStatusError(status, hint)
+
+
+class HttpxOAuthGateway:
+    """OAuthGateway and the OAuth half of SessionRevoker, over an HttpxTokenGateway's request core."""
+
+    def __init__(self, http: HttpxTokenGateway) -> None:
+        self._http = http
+
+    # -- discovery
+
+    def discover(self, server_url: str) -> Endpoints | None:
+        base = normalize_server_url(server_url)
+        status, body = self._http.request("GET", base + METADATA_PATH)
+        if status == 404:
+            return None
+        if 500 <= status < 600:
+            raise MetadataUnavailableError(status)
+        if status != 200:
+            _raise_status(status, "; reading the server's OAuth metadata")
+        meta = _parse(MetadataResponse, body, lambda: MetadataMalformedError("not a JSON metadata document"))
+        logger.debug("OAuth metadata found")
+        return Endpoints(
+            authorization=meta.authorization_endpoint,
+            token=meta.token_endpoint,
+            device_authorization=meta.device_authorization_endpoint,
+            revocation=meta.revocation_endpoint,
+        )
+
+    # -- token grants
+
+    def _token_request(self, endpoint: str, form: Mapping[str, str]) -> tuple[int, bytes]:
+        return self._http.request("POST", endpoint, form=form)
+
+    def exchange_code(self, endpoints: Endpoints, client_id: str, code: str, verifier: str,
+                      redirect_uri: str) -> IssuedTokens:
+        status, body = self._token_request(endpoints.token, {
+            "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+            "client_id": client_id, "code_verifier": verifier,
+        })
+        if status == 200:
+            return _parse(OAuthTokenResponse, body).issued()
+        if status in (400, 401) and (error := _oauth_error(body)):
+            raise OAuthProtocolError(error, "authorization code")
+        _raise_status(status)
+        raise AssertionError("unreachable")
+
+    def start_device(self, endpoints: Endpoints, client_id: str, scope: str) -> DeviceAuthorization:
+        assert endpoints.device_authorization is not None  # checked by the use case
+        status, body = self._http.request("POST", endpoints.device_authorization,
+                                          form={"client_id": client_id, "scope": scope})
+        if status == 200:
+            parsed = _parse(DeviceAuthorizationResponse, body)
+            return DeviceAuthorization(
+                device_code=parsed.device_code, user_code=parsed.user_code,
+                verification_uri=parsed.verification_uri,
+                verification_uri_complete=parsed.verification_uri_complete,
+                expires_in=float(parsed.expires_in),
+                interval=None if not parsed.interval else float(parsed.interval),
+            )
+        if status in (400, 401) and (error := _oauth_error(body)):
+            raise OAuthProtocolError(error, "device authorization request")
+        _raise_status(status)
+        raise AssertionError("unreachable")
+
+    def poll_device(self, endpoints: Endpoints, client_id: str, device_code: str) -> IssuedTokens | PollOutcome:
+        status, body = self._token_request(endpoints.token, {
+            "grant_type": DEVICE_GRANT, "device_code": device_code, "client_id": client_id,
+        })
+        if status == 200:
+            return _parse(OAuthTokenResponse, body).issued()
+        error = _oauth_error(body) if status in (400, 401) else None
+        if error == "authorization_pending":
+            return PollOutcome.PENDING
+        if error == "slow_down":
+            return PollOutcome.SLOW_DOWN
+        if error == "access_denied":
+            raise DeviceCodeDeniedError()
+        if error == "expired_token":
+            raise DeviceCodeExpiredError()
+        if error:
+            raise OAuthProtocolError(error, "device code")
+        _raise_status(status)
+        raise AssertionError("unreachable")
+
+    def refresh(self, session: Credentials, on_late: Callable[[IssuedTokens], None] | None = None) -> IssuedTokens:
+        client = session.oauth
+        if client is None or not same_origin_https(session.server_url, client.token_endpoint):
+            raise UnsafeEndpointError("token endpoint")  # a tampered file: never send the token elsewhere
+        status, body = self._token_request(client.token_endpoint, {
+            "grant_type": "refresh_token", "refresh_token": session.tokens.refresh, "client_id": client.client_id,
+        })
+        if status == 200:
+            return _parse(OAuthTokenResponse, body).issued(refresh_fallback=session.tokens.refresh)
+        error = _oauth_error(body) if status in (400, 401) else None
+        if status == 401 or error == "invalid_grant":
+            raise TokenRejectedError()
+        _raise_status(status, LOGIN_AGAIN_HINT)
+        raise AssertionError("unreachable")
+
+    # -- the signed-in user
+
+    def me(self, server_url: str, access_token: str) -> Identity:
+        base = normalize_server_url(server_url)
+        status, body = self._http.request("GET", base + ME_PATH, headers={"Authorization": f"Bearer {access_token}"})
+        if status == 200:
+            return _parse(MeResponse, body).identity()
+        if status == 401:
+            raise TokenRejectedError()
+        _raise_status(status)
+        raise AssertionError("unreachable")
+
+    # -- revocation (RFC 7009)
+
+    def revoke(self, session: Credentials, deadline: float) -> None:
+        client = session.oauth
+        if client is None or client.revocation_endpoint is None:
+            raise RevocationUnsupportedError()
+        if not same_origin_https(session.server_url, client.revocation_endpoint):
+            raise UnsafeEndpointError("revocation endpoint")
+        status, _ = self._http.request("POST", client.revocation_endpoint, deadline=deadline, form={
+            "token": session.tokens.refresh, "token_type_hint": "refresh_token", "client_id": client.client_id,
+        })
+        if status == 200:  # RFC 7009 2.2: 200 means done, whatever the body
+            return
+        if status in (404, 405):
+            raise RevocationUnsupportedError()
+        _raise_status(status)

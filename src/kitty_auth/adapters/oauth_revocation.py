@@ -1,0 +1,31 @@
+"""The SessionRevoker: each session is revoked by the protocol that issued it (RFC 7009 or simplejwt's blacklist)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kitty_auth.domain.errors import TokenRejectedError
+from kitty_auth.domain.model import Credentials
+from kitty_auth.domain.oauth_errors import RevocationUnsupportedError
+
+
+class HttpSessionRevoker:
+    """OAuth sessions: the stored revocation endpoint; password sessions: ``/api/v1/token/blacklist/``.
+
+    ``oauth`` builds the OAuth adapter on first use, so logging out of a password session never
+    imports OAuth code.
+    """
+
+    def __init__(self, password: Any, oauth: Callable[[], Any]) -> None:
+        self._password, self._oauth = password, oauth
+
+    def revoke(self, session: Credentials, deadline: float) -> None:
+        if session.oauth is not None:
+            self._oauth().revoke(session, deadline)
+            return
+        answer = self._password.blacklist(session.server_url, session.tokens.refresh)
+        if answer == "absent":
+            raise RevocationUnsupportedError()
+        if answer == "refused":  # 401: the token was already invalid
+            raise TokenRejectedError()
