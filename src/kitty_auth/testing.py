@@ -23,9 +23,9 @@ from kitty_auth.domain.oauth_errors import (
     DeviceCodeDeniedError,
     DeviceCodeExpiredError,
     OAuthProtocolError,
-    RevocationUnsupportedError,
 )
 from kitty_auth.domain.ports import IssuedTokens
+from kitty_auth.domain.revocation import RevocationUnsupportedError
 
 
 def make_jwt(*, iat: datetime, lifetime: timedelta, kind: str = "access", **extra: object) -> str:

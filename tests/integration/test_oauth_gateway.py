@@ -30,9 +30,9 @@ from kitty_auth.domain.oauth_errors import (
     MetadataMalformedError,
     MetadataUnavailableError,
     OAuthProtocolError,
-    RevocationUnsupportedError,
     UnsafeEndpointError,
 )
+from kitty_auth.domain.revocation import RevocationUnsupportedError
 
 SERVER = "https://auth.example.test"
 ENDPOINTS = Endpoints.defaults(SERVER)

@@ -15,11 +15,9 @@ from kitty_auth.domain.oauth import (
     CallbackKind,
     DeviceAuthorization,
     Endpoints,
-    LogoutResult,
     Pkce,
     PollOutcome,
     PollSchedule,
-    RevokeOutcome,
     authorization_url,
     check_endpoints,
     judge_callback,
@@ -28,6 +26,7 @@ from kitty_auth.domain.oauth import (
     same_origin_https,
 )
 from kitty_auth.domain.oauth_errors import OAuthUnsupportedError, UnsafeEndpointError
+from kitty_auth.domain.revocation import LogoutResult, RevokeOutcome
 
 UNRESERVED = set(string.ascii_letters + string.digits + "-._~")
 T0 = datetime(2026, 2, 3, 16, 30, tzinfo=UTC)

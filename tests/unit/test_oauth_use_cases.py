@@ -14,7 +14,8 @@ from kitty_auth.domain.errors import (
     TokenRejectedError,
 )
 from kitty_auth.domain.model import Credentials, LoginMethod, TokenPair
-from kitty_auth.domain.oauth import CallbackPage, Endpoints, RevokeOutcome
+from kitty_auth.domain.oauth import CallbackPage, Endpoints
+from kitty_auth.domain.revocation import RevokeOutcome
 from kitty_auth.domain.oauth_errors import (
     BrowserLoginDeniedError,
     BrowserLoginFailedError,

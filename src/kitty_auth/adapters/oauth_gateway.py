@@ -51,9 +51,9 @@ from kitty_auth.domain.oauth_errors import (
     MetadataMalformedError,
     MetadataUnavailableError,
     OAuthProtocolError,
-    RevocationUnsupportedError,
     UnsafeEndpointError,
 )
+from kitty_auth.domain.revocation import RevocationUnsupportedError
 
 logger = logging.getLogger("kitty_auth.oauth")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from kitty_auth.domain.errors import TokenRejectedError
 from kitty_auth.domain.model import Credentials
-from kitty_auth.domain.oauth_errors import RevocationUnsupportedError
+from kitty_auth.domain.revocation import RevocationUnsupportedError
 
 
 class HttpSessionRevoker:

@@ -14,7 +14,6 @@ They extend the one tree in ``domain/errors.py``::
           +-- UnsafeEndpointError       an endpoint is not https on the server's origin
           +-- OAuthUnsupportedError     the server offers no endpoint for the chosen method
           +-- OAuthProtocolError        the token endpoint answered an OAuth error we cannot use
-          +-- RevocationUnsupportedError  the server has no revocation (or blacklist) endpoint
           +-- MetadataUnavailableError  (a ServerUnavailableError) 5xx on the metadata document
           +-- MetadataMalformedError    (a MalformedResponseError) HTML, bad JSON, missing fields
 
@@ -84,10 +83,6 @@ class OAuthProtocolError(ServerError):
     def __init__(self, error: str, during: str) -> None:
         self.error = error
         super().__init__(f"The server refused the {during} ('{error}'); nothing was stored.")
-
-
-class RevocationUnsupportedError(ServerError):
-    message = "the server has no revocation endpoint"
 
 
 class MetadataUnavailableError(ServerUnavailableError):

@@ -1,8 +1,8 @@
-"""The ports OAuth logins and revoking logouts need: the authorization server, the browser, the loopback listener, the user's terminal.
+"""The ports OAuth logins need: the authorization server, the browser, the loopback listener, the user's terminal.
 
 Adapters: ``adapters/oauth_gateway.py`` (``HttpxOAuthGateway``), ``adapters/oauth_browser.py``
 (``WebBrowser``), ``adapters/oauth_loopback.py`` (``LoopbackCallbackListener``),
-``adapters/oauth_revocation.py`` (``HttpSessionRevoker``); the terminal side is the CLI's
+the terminal side is the CLI's
 ``LoginProgress``. In-memory fakes: ``kitty_auth.testing``.
 """
 
@@ -21,7 +21,6 @@ __all__ = [
     "LoginProgress",
     "OAuthGateway",
     "PendingCallback",
-    "SessionRevoker",
 ]
 
 
@@ -57,16 +56,6 @@ class OAuthGateway(Protocol):
 
     def refresh(self, session: Credentials) -> IssuedTokens:
         """The refresh-token grant at the session's stored token endpoint. Rejected -> TokenRejectedError."""
-        ...
-
-
-class SessionRevoker(Protocol):
-    def revoke(self, session: Credentials, deadline: float) -> None:
-        """Ask the issuing server to revoke ``session``'s refresh token within ``deadline`` seconds.
-
-        Returns when the server confirmed. RevocationUnsupportedError when it has no such endpoint;
-        other ServerErrors (NetworkError when offline) otherwise.
-        """
         ...
 
 

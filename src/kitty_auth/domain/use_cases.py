@@ -29,10 +29,14 @@ from kitty_auth.domain.model import (
     WsToken,
     normalize_server_url,
 )
-from kitty_auth.domain.oauth import LocalLogout, LogoutResult, RevokeOutcome
-from kitty_auth.domain.oauth_errors import RevocationUnsupportedError
-from kitty_auth.domain.oauth_ports import SessionRevoker
 from kitty_auth.domain.ports import Clock, CredentialRepository, TokenGateway
+from kitty_auth.domain.revocation import (
+    LocalLogout,
+    LogoutResult,
+    RevocationUnsupportedError,
+    RevokeOutcome,
+    SessionRevoker,
+)
 
 log = logging.getLogger("kitty_auth")
 

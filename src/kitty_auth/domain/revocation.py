@@ -1,0 +1,74 @@
+"""Logout's revocation: the SessionRevoker port, its one error, and what a logout did (kept apart from the OAuth login code so `auth logout --local` and `status` never import it)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from kitty_auth.domain.errors import ServerError
+from kitty_auth.domain.model import Credentials
+
+
+class RevocationUnsupportedError(ServerError):
+    message = "the server has no revocation endpoint"
+
+
+class SessionRevoker(Protocol):
+    def revoke(self, session: Credentials, deadline: float) -> None:
+        """Ask the issuing server to revoke ``session``'s refresh token within ``deadline`` seconds.
+
+        Returns when the server confirmed. RevocationUnsupportedError when it has no such endpoint;
+        other ServerErrors (NetworkError when offline) otherwise.
+        """
+        ...
+
+
+class RevokeOutcome(enum.Enum):
+    REVOKED = "revoked"
+    SKIPPED = "skipped"  # --local
+    NOTHING_STORED = "nothing_stored"
+    UNREADABLE = "unreadable"  # the file was removed, but no token could be read from it
+    NO_ENDPOINT = "no_endpoint"
+    OFFLINE = "offline"
+    REFUSED = "refused"
+
+
+_NOT_REVOKED = {
+    RevokeOutcome.SKIPPED: "--local skips the server",
+    RevokeOutcome.NOTHING_STORED: "none was stored",
+    RevokeOutcome.UNREADABLE: "the credentials file held no readable session",
+    RevokeOutcome.NO_ENDPOINT: "the server has no revocation endpoint",
+    RevokeOutcome.OFFLINE: "the server could not be reached",
+    RevokeOutcome.REFUSED: "the server refused",
+}
+
+
+@dataclass(frozen=True)
+class LogoutResult:
+    """What logout did locally and at the server; ``sentence`` is the second line the CLI prints."""
+
+    removed: bool
+    outcome: RevokeOutcome
+    cause: str = ""  # for OFFLINE / REFUSED: the error's own sentence (never a token)
+
+    @property
+    def revoked(self) -> bool:
+        return self.outcome is RevokeOutcome.REVOKED
+
+    @property
+    def sentence(self) -> str:
+        """``The server revoked the session.`` or a sentence containing ``not revoked`` and the cause."""
+        if self.outcome is RevokeOutcome.REVOKED:
+            return "The server revoked the session."
+        cause = self.cause.strip().rstrip(".")
+        detail = f" ({cause})" if cause else ""
+        return f"The session was not revoked: {_NOT_REVOKED[self.outcome]}{detail}."
+
+
+@dataclass(frozen=True)
+class LocalLogout:
+    """What logout removed locally: the session (None when nothing, or nothing readable, was stored)."""
+
+    removed: bool
+    session: Credentials | None = None
