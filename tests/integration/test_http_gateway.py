@@ -18,10 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kitty_auth.adapters import http_gateway
 from kitty_auth.adapters.http_gateway import HttpxTokenGateway, build_ssl_context
 from kitty_auth.domain.errors import (
+    AuthError,
     InvalidCredentialsError,
     InvalidServerUrlError,
     MalformedResponseError,
@@ -32,6 +35,7 @@ from kitty_auth.domain.errors import (
     TokenRejectedError,
     UnexpectedStatusError,
 )
+from kitty_auth.domain.model import TokenPair
 from kitty_auth.testing import make_jwt
 
 SERVER = "https://auth.example.test"
@@ -752,3 +756,234 @@ def test_request_caps_the_body_of_an_error_status_too() -> None:
     gw, _ = gateway_for(lambda r: httpx.Response(400, content=b"x" * 2000), max_body_bytes=1000)
     with pytest.raises(MalformedResponseError):
         gw.request("POST", SERVER + "/oauth/token/", form={"a": "b"})
+
+
+# --------------------------------------------------------------------------- optional response fields
+
+
+def test_team_slug_and_opaque_token_lifetimes_are_passed_on() -> None:
+    gw, _ = gateway_for(json_response(200, {
+        "access": "opaque-access", "refresh": "opaque-refresh", "team_slug": "acme",
+        "expires_in": 600, "refresh_token_expires_in": 3600,
+        "refresh_token_expires_at": "2026-02-10T16:30:00+01:00",
+    }))
+    issued = gw.refresh(SERVER, refresh_token())
+    assert (issued.team_slug, issued.expires_in, issued.refresh_expires_in) == ("acme", 600, 3600)
+    assert issued.refresh_expires_at == datetime(2026, 2, 10, 15, 30, tzinfo=UTC)
+    pair = TokenPair.from_issued(issued, NOW)
+    assert pair.access_expires_at == NOW + timedelta(seconds=600)
+    assert pair.refresh_expires_at == NOW + timedelta(seconds=3600)  # _in wins over _at
+
+
+def test_access_lifetime_is_another_name_for_expires_in() -> None:
+    gw, _ = gateway_for(json_response(200, {"access": "oa", "refresh": "or", "access_lifetime": 120}))
+    issued = gw.obtain(SERVER, "u", PASSWORD)
+    assert issued.expires_in == 120 and issued.team_slug is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"expires_in": 1e308 * 10},  # JSON 'Infinity' is not JSON; a huge number is
+        {"expires_in": -5},
+        {"expires_in": 10**400},
+        {"refresh_token_expires_in": 0},
+        {"refresh_token_expires_at": "0001-01-01T00:00:00+01:00"},
+        {"refresh_token_expires_at": "9999-12-31T23:59:59-01:00"},
+        {"team_slug": "bad slug\n"},
+        {"team_slug": 7},
+    ],
+    ids=["inf", "negative", "huge-int", "zero", "before-year-1", "after-year-9999", "slug-newline", "slug-int"],
+)
+def test_hostile_lifetime_or_team_fields_are_malformed_responses(fields: dict[str, object]) -> None:
+    payload = {"access": "opaque-access", "refresh": "opaque-refresh", **fields}
+    body = json.dumps(payload).replace("Infinity", "1e400").encode()
+    gw, _ = gateway_for(lambda r: httpx.Response(200, content=body))
+    with pytest.raises(MalformedResponseError):
+        TokenPair.from_issued(gw.refresh(SERVER, refresh_token()), NOW)
+
+
+@pytest.mark.parametrize(
+    "claims", [{"exp": "1e400"}, {"exp": "NaN"}, {"exp": 1e300}, {"iat": 0, "exp": 10**12}],
+    ids=["exp-1e400", "exp-nan", "exp-1e300", "lifetime-31700-years"],
+)
+def test_hostile_jwt_claims_are_malformed_responses(claims: dict[str, object]) -> None:
+    import base64
+
+    def b64(raw: str) -> str:
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    payload = "{" + ", ".join(f'"{k}": {v if not isinstance(v, str) else v}' for k, v in claims.items()) + "}"
+    header = b64('{"alg": "HS256"}')
+    hostile = f"{header}.{b64(payload)}.sig"
+    gw, _ = gateway_for(json_response(200, {"access": hostile, "refresh": refresh_token()}))
+    with pytest.raises(MalformedResponseError):
+        TokenPair.from_issued(gw.refresh(SERVER, refresh_token()), NOW)
+
+
+def test_ws_token_with_only_expires_in_or_only_expires_at() -> None:
+    gw, _ = gateway_for(json_response(200, {"ws_token": "w", "expires_in": 300}))
+    before = datetime.now(UTC)
+    ws = gw.ws_token(SERVER, access_token())
+    assert before + timedelta(seconds=299) <= ws.expires_at <= datetime.now(UTC) + timedelta(seconds=301)
+    later = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+    gw, _ = gateway_for(json_response(200, {"ws_token": "w", "expires_at": later.isoformat()}))
+    ws = gw.ws_token(SERVER, access_token())
+    assert ws.expires_at == later and 590 <= ws.expires_in <= 600
+
+
+@pytest.mark.parametrize(
+    ("ws_url", "kept"),
+    [
+        ("wss://auth.example.test/ws/v2/events/", True),
+        ("wss://AUTH.example.test:443/ws/v1/events/", True),
+        ("ws://auth.example.test/ws/v1/events/", False),
+        ("wss://evil.example.test/ws/v1/events/", False),
+        ("wss://auth.example.test:8443/ws/v1/events/", False),
+        ("wss://auth.example.test/ws/v1/events/?token=abc", False),
+        ("wss://u:p@auth.example.test/ws/v1/events/", False),
+        ("wss://auth.example.test/ws/v1/events/#x", False),
+        ("https://auth.example.test/ws/v1/events/", False),
+        ("wss://[::1/ws", False),
+    ],
+)
+def test_ws_url_is_used_only_on_the_servers_own_host_and_port(ws_url: str, kept: bool) -> None:
+    gw, _ = gateway_for(json_response(200, {"ws_token": "w", "expires_in": 300, "ws_url": ws_url}))
+    assert gw.ws_token(SERVER, access_token()).ws_url == (ws_url if kept else None)
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(200, "revoked"), (404, "absent"), (401, "refused")])
+def test_blacklist_outcomes(status: int, outcome: str) -> None:
+    gw, rec = gateway_for(json_response(status, {}))
+    assert gw.blacklist(SERVER, "the-refresh") == outcome
+    request = rec.requests[0]
+    assert request.url.path == "/api/v1/token/blacklist/"
+    assert json.loads(request.content) == {"refresh": "the-refresh"}
+
+
+@pytest.mark.parametrize(("status", "error"), [(503, ServerUnavailableError), (400, UnexpectedStatusError),
+                                               (302, UnexpectedStatusError), (429, RateLimitedError)])
+def test_blacklist_failures_raise_like_the_other_calls(status: int, error: type[Exception]) -> None:
+    gw, _ = gateway_for(json_response(status, {}))
+    with pytest.raises(error):
+        gw.blacklist(SERVER, "the-refresh")
+
+
+def test_blacklist_gives_up_within_five_seconds() -> None:
+    release = threading.Event()
+
+    def hang(request: httpx.Request) -> httpx.Response:
+        release.wait(30)
+        return httpx.Response(200)
+
+    gw, _ = gateway_for(hang, total_timeout=8.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(NetworkError, match=r"no answer within 5 s"):
+            gw.blacklist(SERVER, "the-refresh")
+    finally:
+        release.set()
+    assert time.monotonic() - started < 7.5
+
+
+def test_dns_failure_cause_is_named_without_the_exception_text() -> None:
+    def boom(request: httpx.Request) -> httpx.Response:
+        try:
+            raise socket.gaierror(-2, "Name or service not known secret-ish")
+        except socket.gaierror as cause:
+            raise httpx.ConnectError("whatever text") from cause
+
+    gw, _ = gateway_for(boom)
+    with pytest.raises(NetworkError) as info:
+        gw.obtain("https://spec-kitty.example.com", "u", PASSWORD)
+    assert str(info.value) == "Cannot reach server. Check your connection. (spec-kitty.example.com: unknown host)"
+
+
+def test_a_body_trickled_past_the_deadline_on_an_uninterruptible_transport_ends_its_worker() -> None:
+    # MockTransport has no socket to shut down: only the body loop's own deadline stops it.
+    def trickle() -> Iterator[bytes]:
+        while True:
+            time.sleep(0.05)
+            yield b" "
+
+    before = [t for t in threading.enumerate() if t.name == "kitty-auth-http"]
+    gw, _ = gateway_for(lambda r: httpx.Response(200, content=trickle()), total_timeout=0.3)
+    with pytest.raises(NetworkError):
+        gw.obtain(SERVER, "u", PASSWORD)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and len([t for t in threading.enumerate() if t.name == "kitty-auth-http"]) > len(before):
+        time.sleep(0.05)
+    assert len([t for t in threading.enumerate() if t.name == "kitty-auth-http"]) == len(before)
+
+
+def test_httpcore_failed_events_keep_the_exception_class_and_drop_its_text(
+    tls_server: TLSServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # h11 refuses a header value with a control character and quotes it in the exception that
+    # httpcore logs as "send_request_headers.failed exception=LocalProtocolError(...)".
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_server.ca_pem))
+    caplog.set_level(logging.DEBUG, logger="httpcore")
+    secret = "Bearer leaked-" + "Z" * 20 + "\n"
+    http_gateway.install_log_redaction()
+    with httpx.Client(verify=build_ssl_context()) as client, pytest.raises(httpx.HTTPError):
+        client.post(tls_server.url + "/api/v1/ws-token/", headers={"Authorization": secret})
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("httpcore")]
+    assert "send_request_headers.failed exception=LocalProtocolError" in messages
+    assert "leaked-" not in caplog.text
+
+
+# --------------------------------------------------------------------------- property: any body
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_numbers = st.one_of(st.integers(), st.floats(), st.sampled_from([10**400, 0, -1, 1e308, 2**63]))
+_instants = st.one_of(
+    st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-02-03T16:45:00Z",
+                     "2026-02-03T16:45:00", "tomorrow", ""]),
+    st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+)
+_jwts = st.dictionaries(st.sampled_from(["exp", "iat"]), _numbers | _json_values, max_size=2).map(
+    lambda claims: f"{_b64(b'{}')}.{_b64(json.dumps(claims).encode())}.sig"
+)
+_tokens = st.one_of(_jwts, st.text(max_size=20), _json_values)
+_token_bodies = st.fixed_dictionaries({}, optional={
+    "access": _tokens, "refresh": _tokens, "team_slug": _json_values, "session_id": _json_values,
+    "expires_in": _numbers | _json_values, "access_lifetime": _numbers,
+    "refresh_token_expires_in": _numbers | _json_values, "refresh_token_expires_at": _instants | _json_values,
+})
+_ws_bodies = st.fixed_dictionaries({}, optional={
+    "ws_token": _tokens, "expires_in": _numbers | _json_values, "expires_at": _instants | _json_values,
+    "ws_url": st.text(max_size=30) | st.sampled_from(["wss://auth.example.test/ws/", "wss://x/"]),
+})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.one_of(_token_bodies, _ws_bodies, _json_values))
+def test_any_json_body_is_a_valid_value_or_a_domain_error(body: object) -> None:
+    raw = json.dumps(body, allow_nan=True).encode()
+    gw, _ = gateway_for(lambda request: httpx.Response(200, content=raw))
+    with gw:
+        for call in (
+            lambda: TokenPair.from_issued(gw.refresh(SERVER, "r"), NOW),
+            lambda: TokenPair.from_issued(gw.obtain(SERVER, "u", PASSWORD), NOW),
+            lambda: gw.ws_token(SERVER, "a"),
+        ):
+            try:
+                value = call()
+            except AuthError:
+                continue
+            if isinstance(value, TokenPair):
+                assert value.access_expires_at.tzinfo is not None
+                assert value.refresh_expires_at is None or value.refresh_expires_at.tzinfo is not None
+            else:
+                assert value.expires_at.tzinfo is not None and value.expires_in >= 0

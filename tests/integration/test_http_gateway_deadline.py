@@ -1,57 +1,285 @@
-"""The gateway's total deadline bounds the whole request, headers included.
+"""The gateway's total deadline: what happens to a request whose answer is late, or never comes.
 
-A server that trickles response *header* bytes, each within the read timeout, would otherwise
-keep a refresh (and so the credentials lock) busy for as long as it likes: httpx's read timeout
-is per socket read. The upper bound asserted is generous (a hang check, not a speed check).
+Real TLS on loopback, so the sockets are real: a server that trickles response *header* bytes
+(each within the read timeout), one that reads the request and stays silent, one that answers
+a refresh only after the caller's deadline (the server has rotated the token by then). The time
+bounds asserted are generous hang checks, not speed checks; thread ends are polled.
 """
+
+from __future__ import annotations
+
+import json
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 import trustme
 
+from kitty_auth.adapters.clock import SystemClock
 from kitty_auth.adapters.http_gateway import HttpxTokenGateway
-from kitty_auth.domain.errors import NetworkError
+from kitty_auth.adapters.session_gateway import SessionTokenGateway
+from kitty_auth.adapters.toml_repository import TomlCredentialRepository
+from kitty_auth.domain.errors import CredentialsLockTimeoutError, NetworkError
+from kitty_auth.domain.model import Credentials, IssuedTokens, TokenPair
+from kitty_auth.domain.use_cases import EnsureFreshToken
+from kitty_auth.testing import make_jwt
+
+NOW = datetime.now(UTC)
 
 
-def trickling_server(ca, seconds: float, step: float):
-    cert = ca.issue_cert("127.0.0.1")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    cert.configure_cert(ctx)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-
-    def serve():
-        conn, _ = sock.accept()
-        with ctx.wrap_socket(conn, server_side=True) as tls:
-            tls.recv(65536)
-            tls.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                time.sleep(step)
-                try:
-                    tls.sendall(b"a")
-                except OSError:
-                    return
-
-    threading.Thread(target=serve, daemon=True).start()
-    return sock.getsockname()[1]
+def jwt(kind: str, lifetime: timedelta) -> str:
+    return make_jwt(iat=NOW, lifetime=lifetime, kind=kind)
 
 
-def test_total_deadline_bounds_a_trickled_header(tmp_path, monkeypatch):
-    ca = trustme.CA()
+def http_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("kitty-auth-http")]
+
+
+def wait_until(condition: Callable[[], bool], bound: float) -> bool:
+    """Poll ``condition`` until true or ``bound`` seconds passed (a hang bound, not a timing claim)."""
+    end = time.monotonic() + bound
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+class ScriptedTLSServer:
+    """Accepts TLS connections; for each request runs ``script(tls, request_bytes)``."""
+
+    def __init__(self, ca: trustme.CA, script: Callable[[ssl.SSLSocket, bytes], None]) -> None:
+        self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("127.0.0.1").configure_cert(self._ctx)
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._script = script
+        self.port = self._sock.getsockname()[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.requests = 0
+        self.closed = threading.Event()  # the client closed its end of a connection
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            with self._ctx.wrap_socket(conn, server_side=True) as tls:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(body) < length:
+                    body += tls.recv(65536)
+                self.requests += 1
+                self._script(tls, body)
+        except OSError:
+            pass
+        finally:
+            self.closed.set()
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+@pytest.fixture
+def ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> trustme.CA:
+    authority = trustme.CA()
     ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
+    authority.cert_pem.write_to_path(str(ca_file))
+    for name in ("SSL_CERT_DIR", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
-    port = trickling_server(ca, seconds=30.0, step=0.3)
-    gw = HttpxTokenGateway(timeout=httpx.Timeout(1.0), total_timeout=2.0)
+    return authority
+
+
+@pytest.fixture
+def server(ca: trustme.CA) -> Iterator[Callable[[Callable[[ssl.SSLSocket, bytes], None]], ScriptedTLSServer]]:
+    servers: list[ScriptedTLSServer] = []
+
+    def make(script: Callable[[ssl.SSLSocket, bytes], None]) -> ScriptedTLSServer:
+        servers.append(ScriptedTLSServer(ca, script))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def answer(tls: ssl.SSLSocket, payload: dict[str, object]) -> None:
+    data = json.dumps(payload).encode()
+    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(data)).encode() + b"\r\n\r\n" + data)
+
+
+def trickle_headers(seconds: float, step: float) -> Callable[[ssl.SSLSocket, bytes], None]:
+    def script(tls: ssl.SSLSocket, body: bytes) -> None:
+        tls.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(step)
+            tls.sendall(b"a")
+
+    return script
+
+
+def silent(release: threading.Event) -> Callable[[ssl.SSLSocket, bytes], None]:
+    def script(tls: ssl.SSLSocket, body: bytes) -> None:
+        # Read the request, say nothing; return when the client closes (recv gives b"").
+        tls.settimeout(60)
+        while not release.is_set():
+            if not tls.recv(1):
+                return
+
+    return script
+
+
+# --------------------------------------------------------------------------- deadline and threads
+
+
+def test_total_deadline_bounds_a_trickled_header_and_the_worker_ends(server) -> None:
+    srv = server(trickle_headers(seconds=60.0, step=0.3))
+    before = len(http_threads())
+    gw = HttpxTokenGateway(timeout=httpx.Timeout(1.0), total_timeout=1.0)
     started = time.monotonic()
-    with pytest.raises(NetworkError):
-        gw.refresh(f"https://127.0.0.1:{port}", "x.y.z")
+    with pytest.raises(NetworkError) as info:
+        gw.ws_token(srv.url, "a.b.c")
     elapsed = time.monotonic() - started
+    assert elapsed < 10.0, f"took {elapsed:.1f} s despite total_timeout=1 s (server trickles for 60 s)"
+    assert str(info.value).startswith("Cannot reach server. Check your connection. (127.0.0.1:")
+    # The abandoned worker is woken (its socket shut down) instead of reading for 60 s.
+    assert wait_until(lambda: len(http_threads()) == before, bound=10.0), "worker thread still alive"
+    assert srv.closed.wait(10.0)
     gw.close()
-    assert elapsed < 10.0, f"refresh took {elapsed:.1f} s despite total_timeout=2 s (server trickles for 30 s)"
+
+
+def test_an_abandoned_request_on_a_silent_server_is_closed_at_once(server) -> None:
+    release = threading.Event()
+    srv = server(silent(release))
+    before = len(http_threads())
+    # A read timeout far beyond the bound below: only the shutdown can end the worker in time.
+    gw = HttpxTokenGateway(timeout=httpx.Timeout(60.0), total_timeout=0.5)
+    with pytest.raises(NetworkError):
+        gw.obtain(srv.url, "u", "p")
+    try:
+        assert srv.closed.wait(10.0), "the server never saw the connection closed"
+        assert wait_until(lambda: len(http_threads()) == before, bound=10.0)
+    finally:
+        release.set()
+        gw.close()
+
+
+def test_a_request_is_not_sent_once_its_caller_gave_up(server, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stands in for a DNS lookup that returns after the deadline: the connection is made late.
+    srv = server(lambda tls, body: answer(tls, {"access": "a", "refresh": "r"}))
+    slow = threading.Event()
+    real = socket.create_connection
+
+    def late_connect(*args, **kwargs):
+        slow.wait(5.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", late_connect)
+    gw = HttpxTokenGateway(total_timeout=0.3)
+    with pytest.raises(NetworkError):
+        gw.obtain(srv.url, "u", "p")
+    slow.set()
+    assert wait_until(lambda: not http_threads(), bound=10.0)
+    assert srv.requests == 0
+    gw.close()
+
+
+# --------------------------------------------------------------------------- late refresh answers
+
+
+def late_refresh_server(server, delay: float, pair: dict[str, str]) -> ScriptedTLSServer:
+    def script(tls: ssl.SSLSocket, body: bytes) -> None:
+        time.sleep(delay)  # the server has processed the refresh; its answer is late
+        answer(tls, pair)
+
+    return server(script)
+
+
+def test_a_late_refresh_answer_is_handed_over_after_the_caller_gave_up(server) -> None:
+    pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
+    srv = late_refresh_server(server, 1.5, pair)
+    got: list[IssuedTokens] = []
+    arrived = threading.Event()
+    gw = HttpxTokenGateway(total_timeout=0.5, late_answer_window=10.0)
+    with pytest.raises(NetworkError):
+        gw.refresh(srv.url, "old-refresh", on_late=lambda issued: (got.append(issued), arrived.set()))
+    assert not got
+    assert arrived.wait(10.0)
+    assert (got[0].access, got[0].refresh) == (pair["access"], pair["refresh"])
+    assert wait_until(lambda: not http_threads(), bound=10.0)
+    gw.close()
+
+
+def test_a_late_refresh_is_not_listened_to_past_its_window(server) -> None:
+    release = threading.Event()
+    srv = server(silent(release))
+    gw = HttpxTokenGateway(timeout=httpx.Timeout(60.0), total_timeout=0.3, late_answer_window=1.0)
+    try:
+        with pytest.raises(NetworkError):
+            gw.refresh(srv.url, "old-refresh", on_late=lambda issued: None)
+        assert srv.closed.wait(10.0)
+        assert wait_until(lambda: not http_threads(), bound=10.0)
+    finally:
+        release.set()
+        gw.close()
+
+
+def test_the_same_refresh_token_is_not_sent_twice_while_its_answer_is_pending(server) -> None:
+    pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
+    srv = late_refresh_server(server, 1.0, pair)
+    gw = HttpxTokenGateway(total_timeout=0.5, late_answer_window=10.0)
+    with pytest.raises(NetworkError):
+        gw.refresh(srv.url, "old-refresh", on_late=lambda issued: None)
+    gw_total_before = srv.requests
+    issued = HttpxTokenGateway.refresh.__get__(gw)(srv.url, "old-refresh")  # a second caller
+    assert issued.refresh == pair["refresh"]
+    assert srv.requests == gw_total_before == 1
+    gw.close()
+
+
+def test_a_late_refresh_answer_keeps_the_session_and_the_lock_is_released(server, tmp_path: Path) -> None:
+    """End to end in one process: the refresh times out, the lock is free, the late answer is stored."""
+    pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
+    srv = late_refresh_server(server, 1.5, pair)
+    path = tmp_path / "credentials"
+    repo = TomlCredentialRepository(path, lock_timeout=5.0)
+    expired = TokenPair(jwt("access", timedelta(minutes=15)), "old-refresh",
+                        access_expires_at=NOW - timedelta(minutes=1), refresh_expires_at=NOW + timedelta(days=6))
+    repo.save(Credentials(tokens=expired, username="u", server_url=srv.url))
+    gw = HttpxTokenGateway(total_timeout=0.5, late_answer_window=10.0)
+    use_case = EnsureFreshToken(repo, SessionTokenGateway(gw), SystemClock())
+
+    with pytest.raises(NetworkError):
+        use_case.execute()
+
+    other_process = TomlCredentialRepository(path, lock_timeout=0.0)
+    try:
+        with other_process.lock():
+            pass  # free right after the failure, while the late answer is still on its way
+    except CredentialsLockTimeoutError:
+        pytest.fail("the credentials lock was still held after the refresh gave up")
+    assert wait_until(lambda: repo.load().tokens.refresh == pair["refresh"], bound=10.0)
+    assert use_case.execute().tokens.access == pair["access"]
+    assert srv.requests == 1
+    gw.close()

@@ -143,12 +143,18 @@ class TokenPairResponse(BaseModel):
     refresh_token_expires_at: Annotated[AwareDatetime, Field(strict=True)] | None = None
 
     def issued(self) -> IssuedTokens:
+        refresh_expires_at = None
+        if self.refresh_token_expires_at is not None:
+            try:  # e.g. 0001-01-01T00:00:00+01:00 has no UTC equivalent
+                refresh_expires_at = utc(self.refresh_token_expires_at)
+            except (OverflowError, ValueError):
+                raise MalformedResponseError() from None
         return IssuedTokens(
             access=self.access,
             refresh=self.refresh,
             expires_in=self.expires_in if self.expires_in is not None else self.access_lifetime,
             refresh_expires_in=self.refresh_token_expires_in,
-            refresh_expires_at=self.refresh_token_expires_at,
+            refresh_expires_at=refresh_expires_at,
             team_slug=self.team_slug,
             session_id=self.session_id,
         )
@@ -390,7 +396,8 @@ class _Flight:
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
         """httpcore's ``trace`` extension, called in the worker at each step of the request."""
-        if event == "connection.connect_tcp.complete":
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            # TLS wraps (and detaches) the TCP socket: the TLS socket is the one to shut down.
             stream = info.get("return_value")
             sock = stream.get_extra_info("socket") if stream is not None else None
             if isinstance(sock, socket.socket):
