@@ -11,9 +11,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# The whole suite: the import rules, every test on 3.11 (.venv), then the unit, contract and
+# integration tests on 3.12 and 3.13 (nox sessions tests-3.12 and tests-3.13, see noxfile.py).
+# Every step runs even if an earlier one fails; the exit status is non-zero if any failed.
 test: $(STAMP)
-	$(BIN)/lint-imports
-	$(BIN)/pytest
+	@failed=""; \
+	$(BIN)/lint-imports || failed="$$failed lint-imports"; \
+	$(BIN)/pytest || failed="$$failed pytest-3.11"; \
+	$(BIN)/nox --reuse-existing-virtualenvs || failed="$$failed nox"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
+	echo "make test: lint-imports, pytest (3.11) and nox (3.12, 3.13) passed"
 
 lint: $(STAMP)
 	$(BIN)/lint-imports
@@ -25,4 +32,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .nox build src/*.egg-info .pytest_cache .hypothesis
