@@ -23,6 +23,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
@@ -125,6 +126,16 @@ def shape_token_response(data: Mapping[str, Any]) -> dict[str, Any]:
         if refresh is not None:
             shaped["refresh"] = opaque_tokens.wrap(data["refresh"], "skr_")
     return shaped
+
+
+def refresh_token_accepted(token: str) -> bool:
+    """Whether the refresh endpoint would accept `token` (a JWT or an opaque stand-in) now: signed, unexpired and
+    not blacklisted. Nothing is changed."""
+    try:
+        RefreshToken(opaque_tokens.resolve(token))
+    except TokenError:
+        return False
+    return True
 
 
 class OpaqueRefreshMixin:

@@ -15,7 +15,8 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from refserver import CONTROL_PREFIX, CONTROL_SECRET_HEADER, WS_EVENTS_PATH, accounts, api, host, options
+from refserver import CONTROL_PREFIX, CONTROL_SECRET_HEADER, DEMO_USERNAME, WS_EVENTS_PATH, accounts, api, host, oauth, options
+from refserver.bearer import opaque_tokens
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -337,6 +338,9 @@ class RefServerApp:
             ("POST", "options"): self._set_options,
             ("GET", "events"): self._get_events,
             ("DELETE", "events"): self._clear_events,
+            ("POST", "tokens/refresh-accepted"): self._refresh_accepted,
+            ("POST", "oauth/device/expire"): self._expire_device_codes,
+            ("POST", "oauth/device/decide"): self._decide_device_code,
             ("POST", "ws/send"): self._ws_send,
             ("POST", "ws/disconnect"): self._ws_disconnect,
             ("POST", "reset"): self._reset,
@@ -525,6 +529,27 @@ class RefServerApp:
         for session in self.sessions:
             session.request_close(code)
         return {"sessions": len(self.sessions)}
+
+    async def _refresh_accepted(self, payload: Any) -> Any:
+        """{"refresh": token} -> {"accepted": bool}: would the password server (JWT or opaque stand-in) or the OAuth
+        token endpoint accept it as a refresh token now?"""
+        token = payload.get("refresh") if isinstance(payload, dict) else None
+        if not isinstance(token, str):
+            raise BadRequest("expected an object with a string 'refresh'")
+        is_jwt = opaque_tokens.resolve(token).count(".") == 2
+        check = api.refresh_token_accepted if is_jwt else oauth.refresh_token_accepted
+        return {"accepted": await sync_to_async(check)(token)}
+
+    async def _expire_device_codes(self, _: Any) -> Any:
+        return {"expired": await sync_to_async(oauth.expire_device_codes)()}
+
+    async def _decide_device_code(self, payload: Any) -> Any:
+        """{"user_code", "approve": bool, "username" (default: the demo user)} -> {"decided": bool}"""
+        if not isinstance(payload, dict) or not isinstance(payload.get("user_code"), str) or not isinstance(payload.get("approve"), bool):
+            raise BadRequest("expected an object with a string 'user_code' and a boolean 'approve'")
+        username = payload.get("username", DEMO_USERNAME)
+        decided = await sync_to_async(oauth.decide_device_code)(payload["user_code"], payload["approve"], username)
+        return {"decided": decided}
 
     async def _reset(self, _: Any) -> Any:
         """Back to the state after start: no faults, empty statistics, start-up lifetimes, default options, no

@@ -16,6 +16,14 @@ from refserver import DEVICE_VERIFY_PATH, LOGIN_PATH, OAUTH_SCOPE
 TEMPLATES_DIR = Path(__file__).resolve().with_name("templates")
 
 
+def oauth_access_lifetime(_request: object) -> int:
+    """The access-token lifetime oauthlib gives new OAuth tokens: read at each issue, so `set_lifetimes` takes
+    effect at once (and 0 stays 0: oauthlib replaces a plain 0 by an hour)."""
+    from oauth2_provider.settings import oauth2_settings
+
+    return int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
+
+
 def configure_django(state_dir: Path, access_lifetime: float, refresh_lifetime: float) -> None:
     """Configure settings, set Django up, migrate a fresh database in `state_dir`, seed the demo user and client."""
     database = state_dir / "db.sqlite3"
@@ -74,6 +82,7 @@ def configure_django(state_dir: Path, access_lifetime: float, refresh_lifetime: 
             "UPDATE_LAST_LOGIN": False,
         },
         OAUTH2_PROVIDER={
+            "OAUTH2_VALIDATOR_CLASS": "refserver.oauth.Validator",
             "SCOPES": {OAUTH_SCOPE: "Stay logged in (refresh tokens)"},
             "DEFAULT_SCOPES": [OAUTH_SCOPE],
             "PKCE_REQUIRED": True,
@@ -83,7 +92,7 @@ def configure_django(state_dir: Path, access_lifetime: float, refresh_lifetime: 
             "ACCESS_TOKEN_EXPIRE_SECONDS": access_lifetime,
             "REFRESH_TOKEN_EXPIRE_SECONDS": refresh_lifetime,
             "OAUTH_DEVICE_VERIFICATION_URI": DEVICE_VERIFY_PATH,  # made absolute per request by refserver.oauth
-            "ALWAYS_RELOAD_OAUTHLIB_CORE": True,  # lifetimes changed at run time take effect at once
+            "EXTRA_SERVER_KWARGS": {"token_expires_in": oauth_access_lifetime},
         },
         # Only server errors reach stderr; request lines (and so URLs) are never logged.
         LOGGING={
@@ -96,6 +105,7 @@ def configure_django(state_dir: Path, access_lifetime: float, refresh_lifetime: 
     django.setup()
     call_command("migrate", verbosity=0)
 
-    from refserver import accounts
+    from refserver import accounts, oauth
 
     accounts.create_demo_user()
+    oauth.create_client()

@@ -287,6 +287,22 @@ class RefServer:
         """Close every open events WebSocket with `code`; returns how many there were."""
         return self.control("POST", "ws/disconnect", {"code": code})["sessions"]
 
+    def refresh_token_accepted(self, refresh_token: str) -> bool:
+        """Whether the server would accept `refresh_token` now (password server: JWT or opaque; or OAuth), without
+        using it: False once rotated out, blacklisted, revoked or expired."""
+        return self.control("POST", "tokens/refresh-accepted", {"refresh": refresh_token})["accepted"]
+
+    def expire_device_codes(self) -> int:
+        """Make every pending device code expire now (polls then answer `expired_token`); returns how many.
+        For codes that expire by themselves, `set_options(device_expires_in=SECONDS)` before they are issued."""
+        return self.control("POST", "oauth/device/expire")["expired"]
+
+    def decide_device_code(self, user_code: str, approve: bool = True, username: str = DEMO_USERNAME) -> bool:
+        """Approve (or deny) a pending device code as `username`, without the verification page; False if there
+        was no pending code `user_code`. (`refserver.approve` does it through the pages, as a user would.)"""
+        decision = {"user_code": user_code, "approve": approve, "username": username}
+        return self.control("POST", "oauth/device/decide", decision)["decided"]
+
     def reset(self) -> None:
         """No faults, empty statistics, the lifetimes the server started with, default options, no events."""
         self.control("POST", "reset")
