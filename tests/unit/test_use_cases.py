@@ -172,7 +172,7 @@ class TestLogoutAndStatus:
 
         report = Status(Corrupt(), clock).execute()
         assert not report.authenticated
-        assert report.unreadable_file == "/home/u/.spec-kitty/credentials"
+        assert report.unparsable_file == "/home/u/.spec-kitty/credentials"
 
 
 class TestEnsureFreshToken:

@@ -119,15 +119,25 @@ class TokenRejectedError(ServerError):
 
 
 class CredentialsFileError(AuthError):
-    def __init__(self, path: Path | str, detail: str = "") -> None:
+    """``symlink``: the path found to be a symbolic link (the credentials file or its lock).
+
+    The advice differs: for a mode problem ``chmod 600 <path>``; for a symlink, removing the
+    link -- never ``chmod``, which follows the link and changes its target.
+    """
+
+    def __init__(self, path: Path | str, detail: str = "", *, symlink: Path | str | None = None) -> None:
         self.path = Path(path)
+        self.symlink = Path(symlink) if symlink is not None else None
+        if self.symlink is not None:
+            detail = detail or f"{self.symlink} is a symbolic link"
+            fix = f"Try: rm {self.symlink} (this removes only the link; chmod would change its target)"
+        else:
+            fix = f"Try: chmod 600 {self.path}"
         self.detail = detail
         # The contract's sentence verbatim, then what was found (a path and an OS reason, never a
         # value from the file) and the suggested command.
         found = f" ({detail})" if detail else ""
-        super().__init__(
-            f"Cannot access credentials file. Check permissions.{found} Try: chmod 600 {self.path}"
-        )
+        super().__init__(f"Cannot access credentials file. Check permissions.{found} {fix}")
 
 
 class CorruptCredentialsError(CredentialsFileError):

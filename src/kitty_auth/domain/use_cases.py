@@ -159,7 +159,7 @@ class Status:
         try:
             current = self._repo.load()
         except CorruptCredentialsError as exc:
-            return StatusReport(authenticated=False, unreadable_file=str(exc.path))
+            return StatusReport(authenticated=False, unparsable_file=str(exc.path))
         if current is None:
             return StatusReport(authenticated=False)
         return StatusReport(authenticated=current.is_authenticated(self._clock.now()), credentials=current)
