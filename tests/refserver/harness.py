@@ -303,6 +303,20 @@ class RefServer:
         decision = {"user_code": user_code, "approve": approve, "username": username}
         return self.control("POST", "oauth/device/decide", decision)["decided"]
 
+    def approve_device(self, verification_url: str, **kwargs: Any) -> None:
+        """`refserver.approve.approve_device` against this server: sign in on the pages and approve (approve=False:
+        deny) the device; kwargs: username, password, user_code, approve, timeout."""
+        from refserver.approve import approve_device
+
+        approve_device(verification_url, ca=self.ssl_context(), **kwargs)
+
+    def approve_authorization(self, authorization_url: str, **kwargs: Any) -> Any:
+        """`refserver.approve.approve_authorization` against this server: sign in, press Authorize (approve=False:
+        Cancel); returns a `Callback` (.location, .params; .status and .body with follow=True)."""
+        from refserver.approve import approve_authorization
+
+        return approve_authorization(authorization_url, ca=self.ssl_context(), **kwargs)
+
     def reset(self) -> None:
         """No faults, empty statistics, the lifetimes the server started with, default options, no events."""
         self.control("POST", "reset")

@@ -25,19 +25,9 @@ from refserver import (
     WS_TOKEN_PATH,
 )
 from refserver.harness import DEMO_USERNAME, RefServer
-from refserver.testing import bearer, login
+from refserver.testing import bearer, login, poll, start_device_flow
 
 ENDPOINTS = ("authorization_endpoint", "token_endpoint", "device_authorization_endpoint", "revocation_endpoint")
-
-
-def start_device_flow(client: httpx.Client) -> dict[str, Any]:
-    response = client.post(OAUTH_DEVICE_PATH, data={"client_id": OAUTH_CLIENT_ID, "scope": OAUTH_SCOPE})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def poll(client: httpx.Client, device_code: str) -> httpx.Response:
-    return client.post(OAUTH_TOKEN_PATH, data={"grant_type": DEVICE_CODE_GRANT, "device_code": device_code, "client_id": OAUTH_CLIENT_ID})
 
 
 def device_login(server: RefServer, client: httpx.Client) -> dict[str, Any]:

@@ -9,7 +9,18 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-from refserver import DEMO_PASSWORD, DEMO_USERNAME, TOKEN_PATH, WS_EVENTS_PATH, WS_TOKEN_PATH
+from refserver import (
+    DEMO_PASSWORD,
+    DEMO_USERNAME,
+    DEVICE_CODE_GRANT,
+    OAUTH_CLIENT_ID,
+    OAUTH_DEVICE_PATH,
+    OAUTH_SCOPE,
+    OAUTH_TOKEN_PATH,
+    TOKEN_PATH,
+    WS_EVENTS_PATH,
+    WS_TOKEN_PATH,
+)
 from refserver.harness import RefServer
 
 
@@ -40,3 +51,15 @@ def ws_connect(server: RefServer, token: str | None, query: str = "") -> connect
     headers = bearer(token) if token else {}
     url = server.ws_url + WS_EVENTS_PATH + query
     return connect(url, additional_headers=headers, ssl=server.ssl_context(), proxy=None, open_timeout=5)
+
+
+def start_device_flow(client: httpx.Client) -> dict[str, Any]:
+    """A device authorization response for `cli_native`."""
+    response = client.post(OAUTH_DEVICE_PATH, data={"client_id": OAUTH_CLIENT_ID, "scope": OAUTH_SCOPE})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def poll(client: httpx.Client, device_code: str) -> httpx.Response:
+    """One device-code poll of the token endpoint."""
+    return client.post(OAUTH_TOKEN_PATH, data={"grant_type": DEVICE_CODE_GRANT, "device_code": device_code, "client_id": OAUTH_CLIENT_ID})
