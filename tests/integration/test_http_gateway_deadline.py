@@ -247,14 +247,23 @@ def test_a_late_refresh_is_not_listened_to_past_its_window(server) -> None:
 
 def test_the_same_refresh_token_is_not_sent_twice_while_its_answer_is_pending(server) -> None:
     pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
-    srv = late_refresh_server(server, 1.0, pair)
-    gw = HttpxTokenGateway(total_timeout=0.5, late_answer_window=10.0)
+    release = threading.Event()
+
+    def script(tls: ssl.SSLSocket, body: bytes) -> None:
+        release.wait(30)  # the server has rotated the token; the answer waits for the test
+        answer(tls, pair)
+
+    srv = server(script)
+    gw = HttpxTokenGateway(total_timeout=2.0, late_answer_window=30.0)
     with pytest.raises(NetworkError):
         gw.refresh(srv.url, "old-refresh", on_late=lambda issued: None)
-    gw_total_before = srv.requests
-    issued = HttpxTokenGateway.refresh.__get__(gw)(srv.url, "old-refresh")  # a second caller
-    assert issued.refresh == pair["refresh"]
-    assert srv.requests == gw_total_before == 1
+    second: list[object] = []
+    caller = threading.Thread(target=lambda: second.append(gw.refresh(srv.url, "old-refresh")))
+    caller.start()
+    release.set()
+    caller.join(30)
+    assert isinstance(second[0], IssuedTokens) and second[0].refresh == pair["refresh"]
+    assert srv.requests == 1  # the old token was not presented a second time
     gw.close()
 
 
@@ -283,3 +292,19 @@ def test_a_late_refresh_answer_keeps_the_session_and_the_lock_is_released(server
     assert use_case.execute().tokens.access == pair["access"]
     assert srv.requests == 1
     gw.close()
+
+
+def test_a_refresh_listening_for_a_late_answer_still_releases_its_caller_after_the_read_timeout(server) -> None:
+    release = threading.Event()
+    srv = server(silent(release))
+    gw = HttpxTokenGateway(timeout=httpx.Timeout(1.0), total_timeout=8.0, late_answer_window=30.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(NetworkError) as info:
+            gw.refresh(srv.url, "old-refresh", on_late=lambda issued: None)
+        assert time.monotonic() - started < 6.0  # 1 s read timeout, not the 8 s deadline (hang bound)
+        assert str(info.value).endswith(": timed out)")
+        assert not srv.closed.is_set()  # ...while the worker keeps listening for the answer
+    finally:
+        release.set()
+        gw.close()

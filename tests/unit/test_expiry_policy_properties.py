@@ -95,3 +95,33 @@ def test_ensure_fresh_token_never_hands_out_an_expired_token_and_refreshes_at_mo
     margin = policy.margin(timedelta(seconds=access_s)).total_seconds()
     assert refreshes <= len(steps)
     assert refreshes <= elapsed // (access_s - margin) + 1
+
+
+# The exact numbers, pinned: the properties above hold for any margin, so they would not notice a
+# change of the 60 s margin, the 2 s floor or of "<=" into "<".
+FIFTEEN_MINUTES = timedelta(minutes=15)
+TINY = timedelta(microseconds=1)
+
+
+def decide_with(remaining: timedelta, lifetime: timedelta = FIFTEEN_MINUTES) -> AccessDecision:
+    return policy.decide(EPOCH + remaining, EPOCH, lifetime)
+
+
+def test_a_fifteen_minute_token_is_refreshed_in_its_last_sixty_seconds_exactly():
+    assert policy.margin(FIFTEEN_MINUTES) == timedelta(seconds=60)
+    assert decide_with(timedelta(seconds=60) + TINY) is AccessDecision.USE
+    assert decide_with(timedelta(seconds=60)) is AccessDecision.REFRESH_EARLY  # "<=": the boundary refreshes
+    assert decide_with(timedelta(seconds=31)) is AccessDecision.REFRESH_EARLY
+
+
+def test_a_token_with_two_seconds_left_or_less_is_not_sent():
+    assert decide_with(timedelta(seconds=2) + TINY) is AccessDecision.REFRESH_EARLY
+    assert decide_with(timedelta(seconds=2)) is AccessDecision.REFRESH_REQUIRED
+    assert decide_with(timedelta(0)) is AccessDecision.REFRESH_REQUIRED
+
+
+def test_short_tokens_get_a_quarter_of_their_life_as_margin():
+    assert policy.margin(timedelta(seconds=4)) == timedelta(seconds=1)
+    assert policy.margin(timedelta(seconds=120)) == timedelta(seconds=30)
+    assert decide_with(timedelta(seconds=30), timedelta(seconds=120)) is AccessDecision.REFRESH_EARLY
+    assert decide_with(timedelta(seconds=30) + TINY, timedelta(seconds=120)) is AccessDecision.USE

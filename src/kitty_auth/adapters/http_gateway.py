@@ -393,6 +393,22 @@ class _Flight:
         self._abandoned = False
         self._sockets: list[socket.socket] = []
         self._watchdog: threading.Timer | None = None
+        self.sent_at: float | None = None  # the request was fully sent (monotonic)
+        self.answered = False  # response headers arrived
+
+    def wait(self, deadline: float, started: float, read_timeout: float | None) -> bool:
+        """Wait for the outcome; False once ``deadline`` passed, or ``read_timeout`` after sending
+        without an answer (what the read timeout would have done, for a request whose worker
+        reads longer: a refresh listening for a late answer)."""
+        while True:
+            now = time.monotonic()
+            left = started + deadline - now
+            if read_timeout is not None and self.sent_at is not None and not self.answered:
+                left = min(left, self.sent_at + read_timeout - now)
+            if left <= 0:
+                return self.done.is_set()
+            if self.done.wait(min(left, 0.1)):
+                return True
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
         """httpcore's ``trace`` extension, called in the worker at each step of the request."""
@@ -405,6 +421,10 @@ class _Flight:
                     self._sockets.append(sock)
         elif event == "http11.send_request_headers.started" and self._abandoned:
             raise _Abandoned()  # e.g. a DNS lookup returned after the deadline: send nothing
+        elif event == "http11.send_request_body.complete":
+            self.sent_at = time.monotonic()
+        elif event == "http11.receive_response_headers.complete":
+            self.answered = True
 
     def finish(self, value: tuple[int, bytes] | None, error: BaseException | None) -> bool:
         """Record the outcome (worker thread); True when the caller had already given up."""
@@ -712,10 +732,15 @@ class HttpxTokenGateway:
                         logger.warning("handling a late answer failed (%s)", type(exc).__name__)
 
         threading.Thread(target=work, name="kitty-auth-http", daemon=True).start()
-        if not flight.done.wait(deadline) and flight.abandon(listen - (time.monotonic() - started)):
+        read_timeout = client.timeout.read if late is not None else None
+        if not flight.wait(deadline, started, read_timeout) and flight.abandon(
+            listen - (time.monotonic() - started)
+        ):
             self._detach(client)  # the next request opens a new connection
             self._log(method, path, 0, started, note="total deadline exceeded")
-            raise NetworkError(f"{_host_of(url)}: no answer within {deadline:g} s")
+            waited = time.monotonic() - started
+            cause = f"no answer within {deadline:g} s" if waited >= deadline else "timed out"
+            raise NetworkError(f"{_host_of(url)}: {cause}")
         if flight.error is not None:
             raise flight.error
         assert flight.value is not None
