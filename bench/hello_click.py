@@ -1,7 +1,7 @@
-"""A Click hello-world command: the yardstick `bench/startup.py` compares `spec-kitty auth status` with.
+"""A Click hello-world command: the yardstick `bench/startup.py` compares `kitty-auth auth status` with.
 
 Run as `.venv/bin/python bench/hello_click.py` (the venv interpreter running one small file that
-imports Click), which is what the `spec-kitty` console-script wrapper is too.
+imports Click), which is what the `kitty-auth` console-script wrapper is too.
 """
 
 import click

@@ -66,7 +66,7 @@ STEP_LIMIT = 120.0  # seconds: hang guard for any one wait
 
 
 def login(home: Path, env: dict[str, str]) -> None:
-    proc = subprocess.run([str(BIN / "spec-kitty"), "auth", "login", "-u", DEMO_USERNAME, "--password-stdin"],
+    proc = subprocess.run([str(BIN / "kitty-auth"), "auth", "login", "-u", DEMO_USERNAME, "--password-stdin"],
                           input=DEMO_PASSWORD + "\n", capture_output=True, text=True, env=env, timeout=60)
     if proc.returncode != 0:
         raise SystemExit(f"login failed: {proc.stderr.strip()}")

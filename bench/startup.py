@@ -1,4 +1,4 @@
-"""Start-up: `spec-kitty auth status` (logged in, offline) against a Click hello-world.
+"""Start-up: `kitty-auth auth status` (logged in, offline) against a Click hello-world.
 
     .venv/bin/python bench/startup.py [--runs 31]
 
@@ -8,7 +8,7 @@ figures are medians of wall time, measured around ``subprocess.run`` (fork/exec 
 
 The pairing that decides the target (<= 3.2x) is
 
-    .venv/bin/spec-kitty auth status      vs   .venv/bin/python bench/hello_click.py
+    .venv/bin/kitty-auth auth status      vs   .venv/bin/python bench/hello_click.py
 
 and it is fair: both are the venv interpreter running one small Python file that imports Click.
 The console script is a pip-generated file whose shebang is the venv python; it imports `re`
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import BENCH, BIN, PYTHON, clean_env, header, median, quartiles, quote, this_command, write_logged_in_home  # noqa: E402
 
 HELLO = [str(PYTHON), str(BENCH / "hello_click.py")]
-STATUS = [str(BIN / "spec-kitty"), "auth", "status"]
+STATUS = [str(BIN / "kitty-auth"), "auth", "status"]
 STATUS_M = [str(PYTHON), "-m", "kitty_auth", "auth", "status"]
 BARE = [str(PYTHON), "-c", "pass"]
 FLOOR = [str(PYTHON), "-c", "import click, dependency_injector.containers, filelock, tomllib"]
@@ -75,7 +75,7 @@ def main() -> int:
                              "sources (an editable install) are then compiled on every run")
     args = parser.parse_args()
 
-    header("start-up: `spec-kitty auth status` vs a Click hello-world", this_command())
+    header("start-up: `kitty-auth auth status` vs a Click hello-world", this_command())
     with tempfile.TemporaryDirectory(prefix="kitty-bench-") as tmp:
         home = Path(tmp) / "home"
         write_logged_in_home(home)

@@ -5,9 +5,9 @@ at AuthError, and the model values they return. The facades are imported on firs
 that importing this package (and running ``spec-kitty auth status``) stays fast.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+# No `from __future__ import annotations` and no bare `typing` names here: each would become a
+# public attribute of the package (`kitty_auth.annotations`, `kitty_auth.Any`).
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from kitty_auth.domain.errors import (
     AuthError,
@@ -31,7 +31,7 @@ from kitty_auth.domain.errors import (
 )
 from kitty_auth.domain.model import Credentials, TokenPair, WsToken
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from kitty_auth.domain.live_sync import (
         ConnectionLostError,
         HandshakeRejectedError,
@@ -39,12 +39,14 @@ if TYPE_CHECKING:
         ReconnectFailedError,
         WebSocketAuthenticationError,
     )
+    from kitty_auth.entrypoints.httpx_auth import BearerAuth
     from kitty_auth.entrypoints.library import AuthClient, CredentialStore
     from kitty_auth.entrypoints.websocket import WebSocketClient
 
 __all__ = [
     "AuthClient",
     "AuthError",
+    "BearerAuth",
     "ConnectionLostError",
     "CorruptCredentialsError",
     "CredentialStore",
@@ -76,6 +78,7 @@ __all__ = [
 
 _LAZY = {
     "AuthClient": "kitty_auth.entrypoints.library",
+    "BearerAuth": "kitty_auth.entrypoints.httpx_auth",  # imports httpx: only when used
     "CredentialStore": "kitty_auth.entrypoints.library",
     "WebSocketClient": "kitty_auth.entrypoints.websocket",
     # live-sync errors: their module imports asyncio; `import kitty_auth` and `auth status` need not
@@ -87,7 +90,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'kitty_auth' has no attribute {name!r}")
@@ -96,3 +99,7 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

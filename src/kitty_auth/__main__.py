@@ -1,4 +1,4 @@
-"""`python -m kitty_auth`: the same CLI as the `spec-kitty` console script."""
+"""`python -m kitty_auth`: the same CLI as the `kitty-auth` console script."""
 
 from kitty_auth.entrypoints.cli import main
 

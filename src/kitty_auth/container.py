@@ -3,61 +3,27 @@
 Providers are lazy: `auth status` builds only the settings, the clock and the repository, and
 the network adapters (httpx, truststore, websockets) are imported only when first provided.
 The use cases receive the HTTP gateway through a stand-in that builds it on first use, so
-`get_access_token` with a fresh token imports no network code either. Figures: README.md,
-"Performance"; the import guard: tests/unit/test_startup_imports.py.
+`get_access_token` with a fresh token imports no network code either. dependency-injector
+itself is imported through `kitty_auth.di_import`, which spares start-up its pydantic probe.
+Figures: README.md, "Performance"; the import guard: tests/unit/test_startup_imports.py.
 """
 
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from kitty_auth import di_import
 
-class _SkipPydanticForDI:
-    """While dependency-injector is first imported, make *its* `import pydantic` fail (~30 ms saved).
+di_import.load()  # dependency-injector without its pydantic probe (see kitty_auth/di_import.py)
 
-    dependency-injector imports pydantic only to see whether it is v1 (whose ``BaseSettings``
-    ``Configuration.from_pydantic`` would use); with pydantic v2 (we require >= 2.5) and no
-    pydantic-settings that import changes nothing. So, in the importing thread only, and only
-    when pydantic-settings is not installed, `import pydantic` raises ModuleNotFoundError for
-    the duration of that one import; pydantic imports normally afterwards (the HTTP adapter).
-    `auth status` never needs pydantic (tests/unit/test_startup_imports.py checks it).
-    """
+from dependency_injector import containers, providers  # noqa: E402 (after the load above)
 
-    def __init__(self) -> None:
-        self._thread = threading.get_ident()
-        self._active = True
-
-    def find_spec(self, name: str, path: Any = None, target: ModuleType | None = None) -> None:
-        if not self._active or threading.get_ident() != self._thread:
-            return None
-        if name == "pydantic_settings":  # installed: leave dependency-injector's pydantic support alone
-            if any(f is not self and getattr(f, "find_spec", None) and f.find_spec(name, path) for f in sys.meta_path):
-                self._active = False
-            return None
-        if name == "pydantic":
-            raise ModuleNotFoundError("skipped while importing dependency_injector", name=name)
-        return None
-
-
-_skip_pydantic: _SkipPydanticForDI | None = None
-if "dependency_injector.providers" not in sys.modules and "pydantic" not in sys.modules:
-    _skip_pydantic = _SkipPydanticForDI()
-    sys.meta_path.insert(0, _skip_pydantic)
-try:
-    from dependency_injector import containers, providers
-finally:
-    if _skip_pydantic is not None:
-        sys.meta_path.remove(_skip_pydantic)
-    del _skip_pydantic
-
-from kitty_auth.adapters.clock import SystemClock  # noqa: E402 (after the dependency-injector import above)
+from kitty_auth.adapters.clock import SystemClock  # noqa: E402
 from kitty_auth.adapters.settings import Settings, configure_logging, load_settings
-from kitty_auth.adapters.toml_repository import TomlCredentialRepository
+from kitty_auth.adapters.toml_repository import LOCK_TIMEOUT, TomlCredentialRepository
 from kitty_auth.domain.model import ExpiryPolicy
 from kitty_auth.domain.use_cases import (
     EnsureFreshToken,
@@ -100,7 +66,7 @@ __all__ = ["Container", "Settings", "build_container", "close_network", "is_cont
 
 class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(load_settings)
-    lock_timeout = providers.Object(20.0)  # well over the 8 s request deadline: waiters outlast a slow legitimate refresh or login
+    lock_timeout = providers.Object(LOCK_TIMEOUT)
     clock = providers.Singleton(SystemClock)
     policy = providers.Singleton(ExpiryPolicy)
     credentials_path = providers.Callable(lambda settings: settings.credentials_path, settings)

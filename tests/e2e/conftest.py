@@ -1,4 +1,4 @@
-"""End-to-end harness: runs the installed `spec-kitty` CLI (and the installed library) as subprocesses
+"""End-to-end harness: runs the installed `kitty-auth` CLI (and the installed library) as subprocesses
 against the reference server over TLS, always at DEBUG, and fails on any secret in any output."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME, RefServer
 
 BIN = Path(sys.executable).parent
-CLI = str(BIN / ("spec-kitty.exe" if os.name == "nt" else "spec-kitty"))
+CLI = str(BIN / ("kitty-auth.exe" if os.name == "nt" else "kitty-auth"))
 HANG_LIMIT = 60  # generous upper bound: catches hangs, asserts nothing about speed
 
 

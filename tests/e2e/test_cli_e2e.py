@@ -36,7 +36,7 @@ def test_login_status_logout_with_password_stdin(e2e: E2E):
 
     data = stored(e2e)
     assert set(data) == {"tokens", "user", "server"}
-    assert data["user"] == {"username": DEMO_USERNAME}
+    assert data["user"]["username"] == DEMO_USERNAME and set(data["user"]) <= {"username", "team_slug"}
     assert data["server"] == {"url": e2e.server.url}
     assert data["tokens"]["access"].count(".") == 2 and data["tokens"]["refresh"].count(".") == 2
     for key in ("access_expires_at", "refresh_expires_at"):
@@ -58,6 +58,7 @@ def test_login_status_logout_with_password_stdin(e2e: E2E):
         "authenticated": True, "username": DEMO_USERNAME, "server_url": e2e.server.url,
         "access_expires_at": data["tokens"]["access_expires_at"],
         "refresh_expires_at": data["tokens"]["refresh_expires_at"],
+        "login_method": "password", "team_slug": data["user"].get("team_slug"), "session_id": None,
     }
     access_exp = datetime.fromisoformat(report["access_expires_at"].replace("Z", "+00:00"))
     assert 800 < (access_exp - datetime.now(UTC)).total_seconds() <= 900
@@ -123,7 +124,7 @@ def test_login_by_prompt_in_a_terminal_does_not_echo_the_password(e2e: E2E):
 def test_wrong_password_stores_nothing(e2e: E2E):
     run = e2e.login(password="not-the-password")
     assert run.returncode == 1
-    assert run.stderr.strip().endswith("Invalid username or password")
+    assert run.stderr.strip().splitlines()[-1] == "Error: Invalid username or password."  # (DEBUG lines above)
     assert not e2e.credentials.exists()
 
 
@@ -191,3 +192,146 @@ def test_expired_access_token_is_refreshed_with_rotation_and_ws_token_obtained(e
     )
     assert run.returncode == 0 and "SessionExpiredError Session expired. Please log in again." in run.stdout
     assert not e2e.credentials.exists()  # a rejected refresh ends the session
+
+
+def test_plain_login_targets_the_server_of_the_stored_session(e2e: E2E):
+    """After `login --server X`, a plain `login` (nothing configured) is about X, not the default server."""
+    nothing_configured = {"SPEC_KITTY_SAAS_URL": ""}
+    assert e2e.login(DEMO_USERNAME, DEMO_PASSWORD, "--server", e2e.server.url, **nothing_configured).returncode == 0
+    again = e2e.cli("login", input="", **nothing_configured)
+    assert again.returncode == 0, again.output
+    assert f"Already logged in as {DEMO_USERNAME} at {e2e.server.url}" in again.stdout
+    assert e2e.server.stats()["requests"].get("/api/v1/token/") == 1
+
+
+def test_a_bare_host_implies_https(e2e: E2E):
+    bare = e2e.server.url.removeprefix("https://").upper()  # 127.0.0.1:PORT, as gh and docker accept it
+    run = e2e.login(DEMO_USERNAME, DEMO_PASSWORD, "--server", bare + "/")
+    assert run.returncode == 0, run.output
+    assert stored(e2e)["server"]["url"] == e2e.server.url
+
+
+# ------------------------------------------------------------------------------ on a terminal of its own
+
+
+class Terminal:
+    """The installed CLI on a pseudo-terminal that is its controlling terminal (pty.fork), as in a shell.
+
+    Typing Ctrl-C (byte 0x03) makes the terminal send SIGINT to the CLI, exactly as a user's key does.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        import pty
+
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: become the CLI at once
+            try:
+                os.execve(CLI, [CLI, *args], env)
+            finally:
+                os._exit(127)
+        self.pid, self.fd, self.transcript = pid, fd, b""
+        self.deadline = time.monotonic() + HANG_LIMIT
+
+    def _read(self, wait: float) -> bool:
+        ready, _, _ = select.select([self.fd], [], [], wait)
+        if not ready:
+            return True
+        try:
+            chunk = os.read(self.fd, 4096)
+        except OSError:  # EIO: the CLI has exited and closed the terminal
+            return False
+        self.transcript += chunk
+        return bool(chunk)
+
+    def read_until(self, marker: bytes) -> None:
+        while marker not in self.transcript:
+            assert time.monotonic() < self.deadline, f"timed out waiting for {marker!r}: {self.transcript!r}"
+            if not self._read(0.5):
+                raise AssertionError(f"the CLI exited before {marker!r}: {self.transcript!r}")
+
+    def type(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def wait(self) -> int:
+        while True:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                while self._read(0.1):  # what it wrote before exiting
+                    pass
+                return os.waitstatus_to_exitcode(status)
+            assert time.monotonic() < self.deadline, f"the CLI did not exit: {self.transcript!r}"
+            self._read(0.2)
+
+    def lines(self) -> list[str]:
+        return [line for line in self.transcript.decode(errors="replace").split("\r\n")]
+
+    def close(self) -> None:
+        try:
+            os.kill(self.pid, 9)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(self.fd)
+
+
+@pytest.fixture
+def terminal(e2e: E2E):
+    opened: list[Terminal] = []
+
+    def start(*args: str, **env: str) -> Terminal:
+        term = Terminal(["auth", *args], e2e.env(**env))
+        opened.append(term)
+        return term
+
+    yield start
+    for term in opened:
+        term.close()
+        e2e.outputs.append(term.transcript.decode(errors="replace"))
+
+
+def _ends_with_aborted_on_its_own_line(term: Terminal) -> list[str]:
+    lines = term.lines()
+    while lines and lines[-1] == "":
+        lines.pop()
+    assert lines[-1] == "Aborted.", lines
+    return lines
+
+
+@pytest.mark.parametrize("prompt", ["Username", "Password"])
+def test_ctrl_c_at_a_prompt_exits_130_with_aborted_on_a_line_of_its_own(e2e: E2E, terminal, prompt: str):
+    term = terminal("login")
+    term.read_until(f"Logging in to {e2e.server.url}.".encode())  # the prompts say which server
+    term.read_until(b"Username: ")
+    if prompt == "Password":
+        term.type(DEMO_USERNAME.encode() + b"\n")
+        term.read_until(b"Password: ")
+    term.type(b"\x03")  # Ctrl-C
+    assert term.wait() == 130
+    lines = _ends_with_aborted_on_its_own_line(term)
+    assert lines[-2].replace("^C", "").strip() == f"{prompt}:", lines  # the prompt's line holds nothing else
+    assert "Traceback" not in term.transcript.decode(errors="replace")
+    assert not e2e.credentials.exists() and e2e.server.stats()["requests"] == {}
+
+
+def test_a_slow_server_is_named_on_the_terminal_and_ctrl_c_exits_130(e2e: E2E, terminal):
+    e2e.server.add_fault("/api/v1/token/", delay=60, count=1)
+    e2e.secrets.add(DEMO_PASSWORD)
+    term = terminal("login")
+    term.read_until(b"Username: ")
+    term.type(DEMO_USERNAME.encode() + b"\n")
+    term.read_until(b"Password: ")
+    term.type(DEMO_PASSWORD.encode() + b"\n")
+    host = e2e.server.url.removeprefix("https://")
+    term.read_until(f"Contacting {host}…".encode())  # shown after about a second without an answer
+    term.type(b"\x03")
+    assert term.wait() == 130
+    lines = _ends_with_aborted_on_its_own_line(term)
+    assert f"Contacting {host}…" in lines
+    assert not e2e.credentials.exists()
+
+
+def test_no_waiting_notice_when_stderr_is_not_a_terminal(e2e: E2E):
+    e2e.server.add_fault("/api/v1/token/", delay=1.5, count=1)
+    run = e2e.login()
+    assert run.returncode == 0, run.output
+    assert "Contacting" not in run.output

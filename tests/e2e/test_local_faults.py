@@ -218,11 +218,50 @@ def test_home_folder_that_is_a_file(e2e: E2E, server_from: str) -> None:
     assert e2e.home.read_text() == "not a folder\n"
 
 
-def test_config_file_that_is_not_toml(e2e: E2E) -> None:
-    e2e.home.mkdir(mode=0o700)
-    (e2e.home / "config.toml").write_text("[sync\nserver_url = ")
-    run = login(e2e, SPEC_KITTY_SAAS_URL="")
-    assert_failed_with(run, f"The config file {e2e.home / 'config.toml'} cannot be read")
+def test_config_file_that_is_not_toml_blocks_only_what_needs_it(logged_in: E2E) -> None:
+    """Issue 13.1: logout and offline status warn and go on; login --server works; a plain login names the line."""
+    e2e = logged_in
+    config = e2e.home / "config.toml"
+    config.write_text("[sync\nserver_url = ")
+    nothing_else = {"SPEC_KITTY_SAAS_URL": ""}  # so config.toml is where the URL would come from
+    cause = "(not valid TOML at line 1, column 6: expected ']' at the end of a table declaration)"
+    warning = f"Warning: The config file {config} cannot be read {cause}; it was ignored."
+
+    status = e2e.cli("status", "--json", **nothing_else)
+    assert status.returncode == 0, status.output
+    assert json.loads(status.stdout)["username"] == DEMO_USERNAME and warnings(status) == [warning]
+    assert e2e.cli("status", **nothing_else).returncode == 0
+
+    plain = login(e2e, "--force", **nothing_else)
+    assert_failed_with(plain, f"Error: The config file {config} cannot be read {cause}; fix or remove it.")
+    assert no_requests(e2e)
+
+    explicit = login(e2e, "--force", "--server", e2e.server.url, **nothing_else)
+    assert explicit.returncode == 0 and warnings(explicit) == [warning], explicit.output
+
+    out = e2e.cli("logout", **nothing_else)
+    assert out.returncode == 0 and "Logged out" in out.stdout and warnings(out) == [warning], out.output
+    assert not e2e.credentials.exists()
+    assert config.read_text() == "[sync\nserver_url = "  # never touched
+
+
+def test_unknown_log_level_gets_one_warning(e2e: E2E) -> None:
+    run = e2e.cli("status", SPEC_KITTY_LOG_LEVEL="chatty")
+    assert run.returncode == 1
+    assert warnings(run) == [
+        "Warning: SPEC_KITTY_LOG_LEVEL='chatty' is not one of DEBUG, INFO, WARNING, ERROR; using WARNING."]
+
+
+@pytest.mark.parametrize("where", ["SPEC_KITTY_SAAS_URL", "config.toml"])
+def test_http_url_names_where_it_came_from(e2e: E2E, where: str) -> None:
+    url = e2e.server.url.replace("https://", "http://")
+    if where == "config.toml":
+        e2e.home.mkdir(mode=0o700)
+        (e2e.home / "config.toml").write_text(f'[sync]\nserver_url = "{url}"\n')
+        run, source = login(e2e, SPEC_KITTY_SAAS_URL=""), f"[sync] server_url in {e2e.home / 'config.toml'}"
+    else:
+        run, source = login(e2e, SPEC_KITTY_SAAS_URL=url), "SPEC_KITTY_SAAS_URL"
+    assert_failed_with(run, f"HTTPS is required: the server URL from {source} must start with https:// (got http://).")
     assert no_requests(e2e) and not e2e.credentials.exists()
 
 
@@ -342,7 +381,7 @@ _SITE = sysconfig.get_paths()["purelib"]  # the venv's site-packages: kitty-auth
 _BOOT = (
     "import site, sys\n"
     f"site.addsitedir({_SITE!r})\n"
-    "sys.argv[0] = 'spec-kitty'\n"
+    "sys.argv[0] = 'kitty-auth'\n"
     "from kitty_auth.entrypoints.cli import main\n"
     "main()\n"
 )

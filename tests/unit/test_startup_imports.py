@@ -45,7 +45,7 @@ RUNNER = """
 import atexit, json, runpy, sys
 out = sys.argv[1]
 atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
-sys.argv = ["spec-kitty", "auth", *sys.argv[2:]]
+sys.argv = ["kitty-auth", "auth", *sys.argv[2:]]
 runpy.run_module("kitty_auth", run_name="__main__", alter_sys=True)
 """
 
@@ -133,45 +133,21 @@ def test_importing_the_package_is_light() -> None:
     assert _unwanted(modules) == [] and sorted(heavy & modules) == []
 
 
+def test_the_package_namespace_is_its_public_api() -> None:
+    """`import kitty_auth` exposes `__all__` (and its subpackages), not helpers such as `Any` or `annotations`."""
+    code = (
+        "import json, types, kitty_auth\n"
+        "names = [n for n in dir(kitty_auth) if not n.startswith('_')]\n"
+        "print(json.dumps([n for n in names if not isinstance(getattr(kitty_auth, n), types.ModuleType)]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(json.loads(proc.stdout)) == sorted(kitty_auth.__all__)
+
+
 def test_the_check_can_fail() -> None:
     """The helper really flags a forbidden import (guards against a check that is always empty)."""
     assert _unwanted({"click", "httpx._client", "importlib.metadata", "kitty_auth.domain.model"}) == [
         "httpx._client",
         "importlib.metadata",
     ]
-
-
-def test_dependency_injector_keeps_pydantic_settings_support_when_installed(tmp_path: Path) -> None:
-    """The container skips dependency-injector's `import pydantic` only when pydantic-settings is absent."""
-    package = tmp_path / "site" / "pydantic_settings"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("from pydantic import BaseModel as BaseSettings\n")
-    code = (
-        "import sys, kitty_auth.container\n"
-        "from dependency_injector import providers\n"
-        "import pydantic_settings\n"
-        "class S(pydantic_settings.BaseSettings):\n"
-        "    a: int = 1\n"
-        "c = providers.Configuration()\n"
-        "c.from_pydantic(S())\n"
-        "print(c.a())\n"
-    )
-    env = _env(PYTHONPATH=str(tmp_path / "site"))
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "1"
-
-
-def test_pydantic_imports_normally_after_the_container() -> None:
-    code = (
-        "import sys, kitty_auth.container\n"
-        "assert 'pydantic' not in sys.modules\n"
-        "assert not any(type(f).__name__ == '_SkipPydanticForDI' for f in sys.meta_path)\n"
-        "import pydantic\n"
-        "from kitty_auth.adapters.http_gateway import HttpxTokenGateway\n"
-        "print(pydantic.VERSION)\n"
-    )
-    env = _env()
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().startswith("2.")

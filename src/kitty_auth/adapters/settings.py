@@ -1,35 +1,84 @@
-"""Settings from the environment and `config.toml`: home folder, server URL, log level.
+"""Settings from the environment and `config.toml`: home folder, server URL, log level; and log set-up.
 
-Order (first that is set wins): `--server` (login only, applied by the caller),
-`$SPEC_KITTY_SAAS_URL`, `[sync] server_url` in `$SPEC_KITTY_HOME/config.toml`, the default.
-The config file is read with the standard library's tomllib (fast to import); a config file
-that cannot be read is reported, never a traceback.
+Server URL, first that is set: `--server` (login only, applied by the caller),
+`$SPEC_KITTY_SAAS_URL`, `[sync] server_url` in `$SPEC_KITTY_HOME/config.toml`; when none is, a
+login targets the stored session's server, else the default (the caller decides, it holds the
+session). The config file is read with the standard library's tomllib (fast to import), and only
+when the environment names no server. A config file that cannot be read never stops a command
+that does not need it (status, logout): the problem is kept in ``Settings.config_error`` and
+raised only when the URL is asked for.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from kitty_auth.domain.errors import AuthError
 from kitty_auth.domain.model import DEFAULT_SERVER_URL
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+ENV_SERVER_URL = "SPEC_KITTY_SAAS_URL"
+ENV_LOG_LEVEL = "SPEC_KITTY_LOG_LEVEL"
 
 
 class ConfigFileError(AuthError):
     """config.toml exists but cannot be used."""
 
+    def __init__(self, path: Path, cause: str) -> None:
+        self.path, self.cause = path, cause
+        super().__init__(f"The config file {path} cannot be read ({cause}); fix or remove it.")
 
-@dataclass(frozen=True)
+    @property
+    def warning(self) -> str:
+        """The same problem, for a command that goes on without the file."""
+        return f"The config file {self.path} cannot be read ({self.cause}); it was ignored."
+
+
 class Settings:
-    home: Path
-    server_url: str
-    log_level: str = "WARNING"
+    """What the environment and config.toml say.
+
+    ``server_url`` is the URL a login targets when nothing more specific is known (the
+    configured one, else the default); it raises the ConfigFileError when config.toml had to be
+    read and could not be. ``configured_server_url`` is the URL the environment or config names
+    (None when neither does), with ``server_url_source`` saying which, for messages.
+    """
+
+    __slots__ = ("home", "log_level", "log_level_explicit", "server_url_source", "config_error", "warnings",
+                 "_configured")
+
+    def __init__(
+        self,
+        home: Path,
+        server_url: str | None = None,
+        log_level: str = "WARNING",
+        *,
+        server_url_source: str | None = None,
+        config_error: ConfigFileError | None = None,
+        log_level_explicit: bool = False,
+        warnings: tuple[str, ...] = (),
+    ) -> None:
+        self.home = Path(home)
+        self._configured = server_url
+        self.log_level = log_level
+        self.log_level_explicit = log_level_explicit
+        self.server_url_source = server_url_source
+        self.config_error = config_error
+        self.warnings = warnings
+
+    @property
+    def configured_server_url(self) -> str | None:
+        if self._configured is None and self.config_error is not None:
+            raise self.config_error
+        return self._configured
+
+    @property
+    def server_url(self) -> str:
+        return self.configured_server_url or DEFAULT_SERVER_URL
 
     @property
     def credentials_path(self) -> Path:
@@ -39,10 +88,25 @@ class Settings:
     def config_path(self) -> Path:
         return self.home / "config.toml"
 
+    def __repr__(self) -> str:
+        return (f"Settings(home={str(self.home)!r}, server_url={self._configured!r}, "
+                f"source={self.server_url_source!r}, log_level={self.log_level!r})")
+
 
 def default_home(env: Mapping[str, str]) -> Path:
     raw = env.get("SPEC_KITTY_HOME", "").strip()
     return Path(raw).expanduser() if raw else Path.home() / ".spec-kitty"
+
+
+def _toml_cause(text: str) -> str:
+    """tomllib's "Expected ']' ... (at line 1, column 6)" as "line 1, column 6: expected ']' ..."."""
+    import re
+
+    found = re.fullmatch(r"(?s)(.*?)\s*\(at (line \d+, column \d+|end of document)\)", text)
+    if found is None:
+        return f"not valid TOML: {text}"
+    what, where = found.groups()
+    return f"not valid TOML at {where}: {what[:1].lower()}{what[1:]}"
 
 
 def _configured_server_url(config_path: Path) -> str | None:
@@ -51,35 +115,80 @@ def _configured_server_url(config_path: Path) -> str | None:
             data = tomllib.load(fh)
     except (FileNotFoundError, NotADirectoryError):  # no config (a home that is a file has none either:
         return None  # the credentials file's own error then names the real problem)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        raise ConfigFileError(f"The config file {config_path} cannot be read; fix or remove it.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(config_path, _toml_cause(str(exc))) from None
+    except UnicodeDecodeError:
+        raise ConfigFileError(config_path, "not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigFileError(config_path, exc.strerror or type(exc).__name__) from None
     sync = data.get("sync")
     url = sync.get("server_url") if isinstance(sync, dict) else None
     if url is None:
         return None
     if not isinstance(url, str):
-        raise ConfigFileError(f"[sync] server_url in {config_path} must be a string.")
+        raise ConfigFileError(config_path, "[sync] server_url must be a string")
     return url
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, home: Path | str | None = None) -> Settings:
+    """Read the settings; never raises for config.toml (see ``Settings.config_error``)."""
     env = os.environ if env is None else env
     home_path = Path(home).expanduser() if home is not None else default_home(env)
-    url = env.get("SPEC_KITTY_SAAS_URL", "").strip() or None
-    if url is None:
-        url = _configured_server_url(home_path / "config.toml") or DEFAULT_SERVER_URL
-    level = env.get("SPEC_KITTY_LOG_LEVEL", "").strip().upper() or "WARNING"
+    warnings: list[str] = []
+    raw_level = env.get(ENV_LOG_LEVEL, "").strip()
+    level = raw_level.upper() or "WARNING"
     if level not in LOG_LEVELS:
+        warnings.append(f"{ENV_LOG_LEVEL}={raw_level!r} is not one of DEBUG, INFO, WARNING, ERROR; using WARNING.")
         level = "WARNING"
-    return Settings(home=home_path, server_url=url, log_level=level)
+    url = env.get(ENV_SERVER_URL, "").strip() or None
+    source: str | None = ENV_SERVER_URL
+    config_error: ConfigFileError | None = None
+    if url is None:
+        config_path = home_path / "config.toml"
+        try:
+            url = _configured_server_url(config_path)
+        except ConfigFileError as exc:
+            config_error = exc
+        source = f"[sync] server_url in {config_path}" if url is not None else None
+    return Settings(home_path, url, level, server_url_source=source, config_error=config_error,
+                    log_level_explicit=bool(raw_level) and not warnings, warnings=tuple(warnings))
 
 
-def configure_logging(level: str) -> None:
-    """Send kitty-auth's logs (and those of the libraries under it) to stderr at ``level``."""
-    root = logging.getLogger()
-    if not any(getattr(h, "_kitty_auth", False) for h in root.handlers):
-        handler = logging.StreamHandler()
+_HANDLER_MARK = "_kitty_auth"
+
+
+def _our_handler(logger: logging.Logger) -> logging.Handler | None:
+    return next((h for h in logger.handlers if getattr(h, _HANDLER_MARK, False)), None)
+
+
+def _add_stderr_handler(logger: logging.Logger) -> None:
+    if _our_handler(logger) is None:
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        handler._kitty_auth = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(getattr(logging, level, logging.WARNING))
+        setattr(handler, _HANDLER_MARK, True)
+        logger.addHandler(handler)
+
+
+def configure_logging(settings: Settings, *, owns_process: bool) -> None:
+    """Send kitty-auth's logs to stderr at ``settings.log_level`` without taking over a host's logging.
+
+    ``owns_process`` (our console script, `python -m kitty_auth`): the root logger gets a stderr
+    handler and the level, so the libraries under the adapters (httpx, httpcore, websockets; their
+    token-bearing records are filtered by the adapters) log at that level too.
+
+    Otherwise (the `auth` group mounted in a host CLI, or a library caller) only the ``kitty_auth``
+    logger is touched: its level when `$SPEC_KITTY_LOG_LEVEL` is set, and a stderr handler only
+    when the host has configured no root handler (if it has, our records reach its handlers).
+    The root logger and the libraries' loggers stay as the host set them.
+    """
+    level = getattr(logging, settings.log_level, logging.WARNING)
+    if owns_process:
+        root = logging.getLogger()
+        _add_stderr_handler(root)
+        root.setLevel(level)
+        return
+    ours = logging.getLogger("kitty_auth")
+    if settings.log_level_explicit:
+        ours.setLevel(level)
+    if not logging.getLogger().handlers and settings.log_level_explicit:
+        _add_stderr_handler(ours)

@@ -16,43 +16,52 @@ import json
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from kitty_auth.domain.errors import InvalidServerUrlError, MalformedResponseError
 
 DEFAULT_SERVER_URL = "https://spec-kitty-dev.fly.dev"
 
 
-def normalize_server_url(url: str) -> str:
-    """Return ``url`` without trailing slashes after checking it is a usable https:// URL.
+def normalize_server_url(url: str, *, source: str | None = None, implied_https: bool = False) -> str:
+    """Return ``url`` in one canonical form after checking it is a usable https:// URL.
 
-    Raised errors name the problem but never echo a password that may be embedded in the URL.
+    Canonical: scheme and host in lower case, no trailing slashes (``HTTPS://Host/`` is
+    ``https://host``). ``implied_https`` (URLs a user typed) lets a bare host such as
+    ``example.com`` or ``example.com:8443/api`` stand for ``https://`` plus it, as gh and docker
+    accept; ``http://`` is still refused. ``source`` (``--server``, ``SPEC_KITTY_SAAS_URL``...)
+    is named in every error. Errors never echo a password that may be embedded in the URL.
     """
+    subject = f"the server URL from {source}" if source else "the server URL"
+    subject_ = subject[0].upper() + subject[1:]
     raw = (url or "").strip()
     if not raw:
-        raise InvalidServerUrlError("The server URL is empty; give an https:// URL.")
+        raise InvalidServerUrlError(f"{subject_} is empty; give an https:// URL.")
+    if implied_https and "://" not in raw:
+        raw = "https://" + raw
     try:
         parts = urlsplit(raw)
         port = parts.port  # raises ValueError on a bad port
     except ValueError:
-        raise InvalidServerUrlError("The server URL is not a valid URL; give an https:// URL.") from None
+        raise InvalidServerUrlError(f"{subject_} is not a valid URL; give an https:// URL.") from None
     if parts.scheme.lower() != "https":
         shown = parts.scheme + "://" if parts.scheme else "a URL without a scheme"
         raise InvalidServerUrlError(
-            f"HTTPS is required: the server URL must start with https:// (got {shown})."
+            f"HTTPS is required: {subject} must start with https:// (got {shown})."
         )
     if not parts.hostname:
-        raise InvalidServerUrlError("The server URL has no host name; give an https:// URL.")
+        raise InvalidServerUrlError(f"{subject_} has no host name; give an https:// URL.")
     if parts.username is not None or parts.password is not None:
         raise InvalidServerUrlError(
-            "The server URL must not contain a user name or password; remove the 'user:password@' part."
+            f"{subject_} must not contain a user name or password; remove the 'user:password@' part."
         )
     if parts.query or parts.fragment:
-        raise InvalidServerUrlError("The server URL must not contain a query or fragment.")
+        raise InvalidServerUrlError(f"{subject_} must not contain a query or fragment.")
     if any(ch.isspace() or ord(ch) < 32 for ch in raw):
-        raise InvalidServerUrlError("The server URL contains spaces or control characters.")
-    del port
-    return raw.rstrip("/")
+        raise InvalidServerUrlError(f"{subject_} contains spaces or control characters.")
+    host = parts.hostname  # lower case already
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
+    return urlunsplit(("https", netloc, parts.path, "", "")).rstrip("/")
 
 
 def same_server(a: str, b: str) -> bool:
@@ -437,4 +446,4 @@ class StatusReport:
 
     authenticated: bool
     credentials: Credentials | None = None
-    unreadable_file: str | None = None  # path of a credentials file that could not be parsed
+    unparsable_file: str | None = None  # path of a credentials file that exists but could not be parsed

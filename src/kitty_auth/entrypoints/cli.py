@@ -1,7 +1,16 @@
-"""The Click `auth` group (login, logout, status) and the `spec-kitty` console script.
+"""The Click `auth` group (login, logout, status) and the standalone `kitty-auth` console script.
 
-Thin by design: parse options, call a use case, render. Domain errors become one sentence on
-stderr and exit code 1 in exactly one place, `_run`.
+Thin by design: parse options, call a use case, render. Every command body runs inside `_run`,
+the one place that turns errors into one sentence on stderr with exit code 1, and Ctrl-C into
+`Aborted.` on a line of its own with exit code 130. The pieces a new command reuses:
+`_container` (one container per invocation), `_prompt` (a typed line; Enter alone is an empty
+answer, never a silent re-ask), `_waiting` (says which server we wait for when a request is slow),
+`_warn`, and `_auth_command` (how the user runs this group, for hints).
+
+Mounted in a host (``host.add_command(auth)``) the group leaves the host's logging alone and its
+hints name the host's command (`spec-kitty auth login`); standalone it runs as `kitty-auth`
+(a name of its own, so installing kitty-auth never replaces spec-kitty's `spec-kitty`) or
+`python -m kitty_auth`, and owns the process's logging.
 """
 
 from __future__ import annotations
@@ -10,54 +19,281 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import TypeVar
+from typing import NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
 from kitty_auth.container import Container, build_container, configure_logging, is_container
 from kitty_auth.domain.errors import AuthError, InvalidInputError
-from kitty_auth.domain.model import Credentials, StatusReport, format_instant, normalize_server_url
+from kitty_auth.domain.model import (
+    DEFAULT_SERVER_URL,
+    Credentials,
+    LoginMethod,
+    StatusReport,
+    format_instant,
+    normalize_server_url,
+)
+from kitty_auth.domain.use_cases import check_password, check_username
 
 T = TypeVar("T")
 log = logging.getLogger("kitty_auth.cli")
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+WAIT_NOTICE_AFTER = 1.0  # seconds without an answer before saying which server we are waiting for
+# The command our domain's sentences name; replaced by the one the user actually runs (`_localised`).
+HOST_AUTH_COMMAND = "spec-kitty auth"
+_CONTAINER_KEY = "kitty_auth.container"
 
-def _container(ctx: click.Context) -> Container:
-    """One container per invocation, shared by the group's commands (and by a host CLI)."""
-    root = ctx.find_root()
-    if is_container(root.obj):  # a host CLI or a test passed its own (obj=container)
-        return root.obj  # type: ignore[no-any-return]
-    meta = root.meta
-    if "kitty_auth.container" not in meta:
-        container = build_container()
-        configure_logging(_run(lambda: container.settings()).log_level)
-        meta["kitty_auth.container"] = container
-    return meta["kitty_auth.container"]
+_owns_process = False  # set by main(): our console script / `python -m kitty_auth`, not a host CLI
+_line_open = False  # a prompt is on stderr without its newline yet
 
 
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"Error: {message}", err=True)
+# ------------------------------------------------------------------------------ shared machinery
+
+
+def _is_tty(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _auth_command(ctx: click.Context | None = None) -> str:
+    """How the user runs this group: `kitty-auth auth`, `python -m kitty_auth auth`, `spec-kitty auth`."""
+    ctx = ctx or click.get_current_context(silent=True)
+    node = ctx
+    while node is not None and node.command is not auth:
+        node = node.parent
+    return node.command_path if node is not None else HOST_AUTH_COMMAND
+
+
+def _localised(message: str) -> str:
+    """``message`` with the commands it suggests spelled as the user runs them."""
+    return message.replace(HOST_AUTH_COMMAND + " ", _auth_command() + " ")
+
+
+def _echo_err(text: str) -> None:
+    global _line_open
+    if _line_open:  # a prompt left the line open (end of input): start a fresh one
+        click.echo(err=True)
+        _line_open = False
+    click.echo(text, err=True)
+
+
+def _warn(text: str) -> None:
+    _echo_err(f"Warning: {_localised(text)}")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    _echo_err(f"Error: {_localised(message)}")
     sys.exit(code)
 
 
-def _run(action: Callable[[], T]) -> T:
-    """Run ``action``; turn every error into one sentence on stderr and exit 1."""
+def _interrupted() -> NoReturn:
+    """Ctrl-C: `Aborted.` on a line of its own, exit 130, from a prompt, a request or a lock wait alike."""
+    global _line_open
+    # A terminal echoed ^C after whatever was on the line (or a prompt is still open): new line first.
+    if _line_open or _is_tty(sys.stderr):
+        click.echo(err=True)
+    _line_open = False
+    click.echo("Aborted.", err=True)
+    sys.exit(130)
+
+
+def _run(action: Callable[[], T], *, on_error: Callable[[], None] | None = None) -> T:
+    """Run ``action``; every error becomes one sentence on stderr and exit 1, Ctrl-C exit 130.
+
+    ``on_error`` runs first when a domain error ends the command (``status --json`` still prints
+    its object on stdout).
+    """
     try:
         return action()
     except AuthError as exc:
         log.debug("%s raised", type(exc).__name__)
+        if on_error is not None:
+            on_error()
         _fail(str(exc))
-    except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+    except (KeyboardInterrupt, click.Abort):  # Abort: Click's own prompts turn Ctrl-C into it
+        _interrupted()
+    except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
-    except KeyboardInterrupt:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
     except Exception as exc:  # a bug: say so in one line; the frames (no values) only at DEBUG
         log.debug("unexpected %s:\n%s", type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)))
         _fail(f"Unexpected internal error ({type(exc).__name__}); rerun with SPEC_KITTY_LOG_LEVEL=DEBUG for details.")
-    raise AssertionError("unreachable")
+
+
+def _container(ctx: click.Context) -> Container:
+    """One container per invocation, shared by the group's commands (a host or a test may pass its own)."""
+    root = ctx.find_root()
+    if is_container(root.obj):  # a host CLI or a test passed its own (obj=container)
+        return root.obj  # type: ignore[no-any-return]
+    if _CONTAINER_KEY not in root.meta:
+        container = build_container()
+        settings = container.settings()
+        configure_logging(settings, owns_process=_owns_process)
+        for warning in settings.warnings:
+            _warn(warning)
+        root.meta[_CONTAINER_KEY] = container
+    return root.meta[_CONTAINER_KEY]  # type: ignore[no-any-return]
+
+
+def _warn_unreadable_config(container: Container) -> None:
+    """Commands that do not need config.toml go on without it, after one warning."""
+    error = container.settings().config_error
+    if error is not None:
+        _warn(error.warning)
+
+
+def _prompt(label: str, *, hidden: bool = False) -> str:
+    """One line the user types after ``label: `` on stderr.
+
+    Enter alone, or the end of input, is an empty answer (the caller says why it cannot be
+    used); Ctrl-C propagates as KeyboardInterrupt. Click's prompt functions are used so that
+    Click's test runner can feed them; hidden input is read through getpass (not echoed).
+    """
+    global _line_open
+    _line_open = True
+    try:
+        if hidden:
+            # getpass writes the prompt itself once echo is off; a prompt shown earlier would let a
+            # fast typist's password be echoed, then flushed (TCSAFLUSH) while getpass sets up.
+            value = click.termui.hidden_prompt_func(f"{label}: ")
+        else:
+            click.echo(f"{label}: ", nl=False, err=True)
+            value = click.termui.visible_prompt_func("")
+    except EOFError:
+        return ""  # the line stays open: the next message starts a fresh one
+    if not hidden and not _is_tty(sys.stdin):
+        click.echo(err=True)  # piped input is not echoed: end the prompt's line ourselves
+    _line_open = False  # (a terminal echoed the Enter; getpass writes its own newline)
+    return value
+
+
+@contextmanager
+def _waiting(server_url: str) -> Iterator[None]:
+    """While a request runs: after a second without an answer, say on stderr (a terminal) whom we wait for."""
+    if not _is_tty(sys.stderr):
+        yield
+        return
+    import threading
+
+    notice = threading.Timer(WAIT_NOTICE_AFTER, _echo_err, args=(f"Contacting {urlsplit(server_url).netloc}…",))
+    notice.daemon = True
+    notice.start()
+    try:
+        yield
+    finally:
+        notice.cancel()
+
+
+# ------------------------------------------------------------------------------ the auth group
+
+
+@click.group(name="auth", context_settings=HELP_OPTIONS)
+def auth() -> None:
+    """Log in to spec-kitty, log out, and show the stored session."""
+
+
+def _login_target(container: Container, server: str | None) -> str:
+    """`--server`, else `$SPEC_KITTY_SAAS_URL` / config.toml, else the stored session's server, else the default."""
+    settings = container.settings()
+    if server is not None:
+        if settings.config_error is not None:
+            _warn(settings.config_error.warning)
+        return normalize_server_url(server, source="--server", implied_https=True)
+    configured = settings.configured_server_url  # ConfigFileError when config.toml had to be read and could not
+    if configured is not None:
+        return normalize_server_url(configured, source=settings.server_url_source, implied_https=True)
+    stored = container.status().execute().credentials  # a symlinked or unreadable file fails here, before any prompt
+    return stored.server_url if stored is not None else DEFAULT_SERVER_URL
+
+
+def _read_password_stdin() -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise InvalidInputError("No password on standard input (--password-stdin reads its first line).")
+    return check_password(line.rstrip("\r\n"))
+
+
+@auth.command()
+@click.option("--server", metavar="URL", help="Server to log in to (https:// is implied; http:// is refused).")
+@click.option("--username", "-u", metavar="NAME", help="Username; prompted for when not given.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin (needs --username).")
+@click.option("--force", "-f", is_flag=True, help="Log in again even when already logged in.")
+@click.pass_context
+def login(ctx: click.Context, server: str | None, username: str | None, password_stdin: bool, force: bool) -> None:
+    """Log in and store the session's tokens (never the password).
+
+    Without --server: the server of SPEC_KITTY_SAAS_URL or config.toml, else the one you are
+    logged in to, else the default.
+    """
+    if password_stdin and username is None:
+        raise click.UsageError("--password-stdin requires --username.")
+
+    def run() -> None:
+        container = _container(ctx)
+        target = _login_target(container, server)
+        use_case = container.login()
+        # Reading the stored session also proves the credentials path is usable (no symlink,
+        # home not a file, file readable) before any prompt or request, with --force too.
+        current = use_case.already_logged_in(target)
+        if current is not None and not force:
+            click.echo(f"Already logged in as {current.username} at {current.server_url} (use --force to log in again).")
+            return
+        if username is None or not password_stdin:
+            _echo_err(f"Logging in to {target}.")  # before the first prompt: whom the password goes to
+        name = check_username(username if username is not None else _prompt("Username"))  # before the password
+        password = _read_password_stdin() if password_stdin else check_password(_prompt("Password", hidden=True))
+        with _waiting(target):
+            credentials = use_case.execute(target, name, password)
+        click.echo(f"Logged in as {credentials.username} at {credentials.server_url}.")
+
+    _run(run)
+
+
+@auth.command()
+@click.pass_context
+def logout(ctx: click.Context) -> None:
+    """Remove the stored session. Not being logged in is fine."""
+
+    def run() -> None:
+        container = _container(ctx)
+        _warn_unreadable_config(container)
+        removed = container.logout().execute()
+        click.echo("Logged out; stored credentials removed." if removed else "Not logged in; nothing to remove.")
+
+    _run(run)
+
+
+_METHOD_LABELS = {
+    LoginMethod.PASSWORD: "password",
+    LoginMethod.WEB: "web browser",
+    LoginMethod.DEVICE: "device code",
+}
+
+
+def _status_json(report: StatusReport) -> str:
+    creds = report.credentials
+    if creds is None:
+        return json.dumps({
+            "authenticated": False, "username": None, "server_url": None, "access_expires_at": None,
+            "refresh_expires_at": None, "login_method": None, "team_slug": None, "session_id": None,
+        })  # fmt: skip
+    refresh_at = creds.tokens.refresh_expires_at
+    return json.dumps({
+        "authenticated": report.authenticated,
+        "username": creds.username,
+        "server_url": creds.server_url,
+        "access_expires_at": format_instant(creds.tokens.access_expires_at),
+        "refresh_expires_at": format_instant(refresh_at) if refresh_at is not None else None,
+        "login_method": creds.login_method.value,
+        "team_slug": creds.team_slug,
+        "session_id": creds.session_id,
+    })
 
 
 def _relative(when: datetime, now: datetime) -> str:
@@ -73,76 +309,36 @@ def _relative(when: datetime, now: datetime) -> str:
     return f"expired {text} ago" if past else f"expires in {text}"
 
 
-def _read_password_stdin() -> str:
-    line = sys.stdin.readline()
-    if not line:
-        raise InvalidInputError("No password on standard input (--password-stdin reads its first line).")
-    return line.rstrip("\r\n")
-
-
-@click.group(name="auth")
-def auth() -> None:
-    """Log in to spec-kitty, log out, and show the stored session."""
-
-
-@auth.command()
-@click.option("--server", metavar="URL", help="Server to log in to (https:// only).")
-@click.option("--username", "-u", metavar="NAME", help="Username; prompted for when not given.")
-@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin (needs --username).")
-@click.option("--force", "-f", is_flag=True, help="Log in again even when already logged in.")
-@click.pass_context
-def login(ctx: click.Context, server: str | None, username: str | None, password_stdin: bool, force: bool) -> None:
-    """Log in and store the session's tokens (never the password)."""
-    if password_stdin and username is None:
-        raise click.UsageError("--password-stdin requires --username.")
-    container = _container(ctx)
-
-    def run() -> None:
-        target = normalize_server_url(server or container.settings().server_url)
-        use_case = container.login()
-        # Reading the stored session also proves the credentials path is usable (no symlink,
-        # home not a file, file readable) before any prompt or request, with --force too.
-        current = use_case.already_logged_in(target)
-        if current is not None and not force:
-            click.echo(f"Already logged in as {current.username} at {current.server_url} (use --force to log in again).")
-            return
-        name = username if username is not None else click.prompt("Username")
-        password = _read_password_stdin() if password_stdin else click.prompt("Password", hide_input=True)
-        credentials = use_case.execute(target, name, password)
-        click.echo(f"Logged in as {credentials.username} at {credentials.server_url}.")
-
-    _run(run)
-
-
-@auth.command()
-@click.pass_context
-def logout(ctx: click.Context) -> None:
-    """Remove the stored session. Not being logged in is fine."""
-    container = _container(ctx)
-    removed = _run(lambda: container.logout().execute())
-    click.echo("Logged out; stored credentials removed." if removed else "Not logged in; nothing to remove.")
-
-
-def _status_json(report: StatusReport) -> str:
-    creds = report.credentials
-    return json.dumps({
-        "authenticated": report.authenticated,
-        "username": creds.username if creds else None,
-        "server_url": creds.server_url if creds else None,
-        "access_expires_at": format_instant(creds.tokens.access_expires_at) if creds else None,
-        "refresh_expires_at": format_instant(creds.tokens.refresh_expires_at) if creds else None,
-    })
+def _expiry(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "valid until the server refuses it (the server gave no expiry)"
+    return f"{_relative(when, now)} ({format_instant(when)})"
 
 
 def _status_text(creds: Credentials, now: datetime, authenticated: bool) -> str:
-    t = creds.tokens
-    head = f"Logged in as {creds.username}" if authenticated else f"Session expired for {creds.username}; run `spec-kitty auth login`"
-    return "\n".join([
+    head = (f"Logged in as {creds.username}" if authenticated
+            else f"Session expired for {creds.username}; run `{_auth_command()} login`.")
+    lines = [
         head,
         f"  Server:         {creds.server_url}",
-        f"  Access token:   {_relative(t.access_expires_at, now)} ({format_instant(t.access_expires_at)})",
-        f"  Refresh token:  {_relative(t.refresh_expires_at, now)} ({format_instant(t.refresh_expires_at)})",
-    ])
+        f"  Team:           {creds.team_slug or '(none named by the server)'}",
+        f"  Login method:   {_METHOD_LABELS.get(creds.login_method, creds.login_method.value)}",
+        f"  Access token:   {_expiry(creds.tokens.access_expires_at, now)}",
+        f"  Refresh token:  {_expiry(creds.tokens.refresh_expires_at, now)}",
+    ]
+    identity = creds.identity
+    if identity is not None:
+        named = identity.name and identity.name != identity.email
+        lines.append(f"  Identity:       {f'{identity.name} <{identity.email}>' if named else identity.email}")
+        if identity.teams:
+            lines.append("  Teams:")
+            for team in identity.teams:
+                notes = [note for note, on in (("private teamspace", team.is_private_teamspace),
+                                               ("current", team.slug == creds.team_slug)) if on]
+                name = f" {team.name}" if team.name and team.name != team.slug else ""
+                note = " (" + ", ".join(notes) + ")" if notes else ""
+                lines.append(f"    - {team.slug}{name}{note}")
+    return "\n".join(lines)
 
 
 @auth.command()
@@ -150,34 +346,57 @@ def _status_text(creds: Credentials, now: datetime, authenticated: bool) -> str:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show the stored session (offline). Exit 0 when logged in, 1 when not."""
-    container = _container(ctx)
-    try:
+
+    def run() -> StatusReport:
+        container = _container(ctx)
+        _warn_unreadable_config(container)
         report = container.status().execute()
-    except AuthError as exc:
+        if as_json:
+            click.echo(_status_json(report))
+        elif report.credentials is not None:
+            click.echo(_status_text(report.credentials, container.clock().now(), report.authenticated))
+        elif report.unparsable_file is not None:
+            click.echo(f"Not logged in: the credentials file {report.unparsable_file} is not valid; "
+                       f"`{_auth_command()} login` replaces it.")
+        else:
+            click.echo(f"Not logged in. Run `{_auth_command()} login`.")
+        return report
+
+    def still_print_json() -> None:  # scripts get their object even when the file cannot be used
         if as_json:
             click.echo(_status_json(StatusReport(authenticated=False)))
-        _fail(str(exc))
-        return
-    if as_json:
-        click.echo(_status_json(report))
-    elif report.credentials is not None:
-        click.echo(_status_text(report.credentials, container.clock().now(), report.authenticated))
-    elif report.unreadable_file is not None:
-        click.echo(f"Not logged in: the credentials file {report.unreadable_file} is not valid; "
-                   "`spec-kitty auth login` replaces it.")
-    else:
-        click.echo("Not logged in. Run `spec-kitty auth login`.")
+
+    report = _run(run, on_error=still_print_json)
     ctx.exit(0 if report.authenticated else 1)
 
 
-@click.group()
-@click.version_option(package_name="kitty-auth", prog_name="spec-kitty")
+# ------------------------------------------------------------------------------ standalone
+
+
+class _StandaloneGroup(click.Group):
+    """The console script's root group; `kitty-auth login` points to `kitty-auth auth login`."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else None
+        if name is not None and self.get_command(ctx, name) is None and name in auth.commands:
+            raise click.UsageError(f"No such command '{name}'. Did you mean `{ctx.command_path} auth {name}`?", ctx)
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_StandaloneGroup, context_settings=HELP_OPTIONS)
+@click.version_option(package_name="kitty-auth")
 def cli() -> None:
-    """spec-kitty (authentication commands)."""
+    """kitty-auth: spec-kitty's authentication commands (`auth login`, `auth status`, `auth logout`)."""
 
 
 cli.add_command(auth)
 
 
 def main() -> None:
-    cli(prog_name="spec-kitty")
+    """The `kitty-auth` console script and `python -m kitty_auth` (Click names the program as it was started)."""
+    global _owns_process
+    _owns_process = True
+    try:
+        cli.main()
+    except KeyboardInterrupt:  # outside a command body (Click's own parsing): the same exit 130
+        _interrupted()
