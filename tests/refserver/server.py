@@ -1,8 +1,9 @@
 """Entry point of the reference server: `python tests/refserver/server.py --state-dir DIR [--port N] ...`.
 
-Serves Django (DRF + simplejwt) plus the events WebSocket and the /_control/ API over TLS on 127.0.0.1 with
-uvicorn, using a fresh trustme CA whose certificate is written to DIR/ca.pem. Once listening it writes
-DIR/ready.json ({"url", "ca", "control_secret", "pid"}) and prints "refserver ready on URL".
+Serves Django (DRF + simplejwt, and OAuth 2.0 through django-oauth-toolkit) plus the events WebSocket and the
+/_control/ API over TLS on 127.0.0.1 with uvicorn, using a fresh trustme CA whose certificate is written to
+DIR/ca.pem. Once listening it writes DIR/ready.json ({"url", "ca", "control_secret", "pid"}) and prints
+"refserver ready on URL" followed by the CA path, the demo user and how to point the CLI at it.
 SIGTERM or SIGINT shuts it down cleanly (exit status 0).
 """
 
@@ -21,10 +22,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # makes the `refserver` package importable
 
 from refserver import (  # noqa: E402
+    CONTROL_PREFIX,
+    CONTROL_SECRET_HEADER,
     DEFAULT_ACCESS_LIFETIME,
     DEFAULT_PING_INTERVAL,
     DEFAULT_REFRESH_LIFETIME,
     DEFAULT_WS_TOKEN_LIFETIME,
+    DEMO_PASSWORD,
+    DEMO_USERNAME,
+    LOGIN_PATH,
+    OAUTH_CLIENT_ID,
+    OAUTH_METADATA_PATH,
 )
 
 
@@ -65,6 +73,26 @@ def write_json_atomically(path: Path, data: dict) -> None:
     os.replace(temporary, path)
 
 
+def ready_banner(ready: dict, ready_path: Path) -> str:
+    """What someone who started the server by hand needs: where it is, what to trust, who to log in as, and how to
+    point the CLI (kitty-auth, or the spec-kitty host) at it."""
+    url, ca = ready["url"], ready["ca"]
+    return "\n".join([
+        f"refserver ready on {url}",
+        f"  CA certificate:  {ca}",
+        f"  demo user:       {DEMO_USERNAME}  password: {DEMO_PASSWORD}",
+        f"  OAuth:           client_id {OAUTH_CLIENT_ID}; metadata {url}{OAUTH_METADATA_PATH}; sign-in page {url}{LOGIN_PATH}",
+        f"  control API:     {url}{CONTROL_PREFIX}... with header {CONTROL_SECRET_HEADER} from {ready_path}",
+        "  point the CLI at it:",
+        f"    export SSL_CERT_FILE={ca} SPEC_KITTY_SAAS_URL={url}",
+        f"    kitty-auth auth login -u {DEMO_USERNAME}          # or: python -m kitty_auth auth login ...",
+        "  the spec-kitty 2.x host reads its URL from config.toml only, and its batch sync trusts REQUESTS_CA_BUNDLE:",
+        f"    export SPEC_KITTY_ENABLE_SAAS_SYNC=1 SSL_CERT_FILE={ca} REQUESTS_CA_BUNDLE={ca}",
+        f"    spec-kitty sync server {url} && spec-kitty auth login -u {DEMO_USERNAME}",
+        "  stop with Ctrl-C",
+    ])  # fmt: skip
+
+
 async def serve(server, app, sock: socket.socket, ready: dict, ready_path: Path) -> None:
     """Run uvicorn; announce readiness once it listens; cut the app's fault delays short once it is stopping."""
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -74,7 +102,7 @@ async def serve(server, app, sock: socket.socket, ready: dict, ready_path: Path)
             raise SystemExit("refserver: uvicorn stopped before it was listening")
         await asyncio.sleep(0.02)
     write_json_atomically(ready_path, ready)
-    print(f"refserver ready on {ready['url']}", flush=True)
+    print(ready_banner(ready, ready_path), flush=True)
     while not server.should_exit and not task.done():
         await asyncio.wait([task], timeout=0.05)
     app.begin_shutdown()

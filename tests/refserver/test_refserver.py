@@ -253,3 +253,10 @@ def test_stats_count_requests_and_distinct_connections(server: RefServer, client
 def test_control_api_requires_the_secret(server: RefServer, client: httpx.Client) -> None:
     assert client.get("/_control/stats").status_code == 403
     assert client.get("/_control/stats", headers={"X-Control-Secret": "wrong"}).status_code == 403
+
+
+def test_started_server_says_how_to_use_it(server: RefServer) -> None:
+    banner = server.log_path.read_text()
+    assert f"refserver ready on {server.url}" in banner
+    assert f"CA certificate:  {server.ca_path}" in banner and DEMO_PASSWORD in banner
+    assert f"SSL_CERT_FILE={server.ca_path} SPEC_KITTY_SAAS_URL={server.url}" in banner
