@@ -361,3 +361,88 @@ def test_ws_token_still_401_after_one_refresh_ends_the_session(logged_in: E2E) -
     assert not e2e.credentials.exists()
     assert e2e.server.stats()["requests"] == {WS_TOKEN_PATH: 2, REFRESH_PATH: 1}
 
+
+
+# --------------------------------------------------------------- the server refreshed, the answer was late
+
+# The server's view runs (simplejwt rotates the refresh token and blacklists the old one), then the
+# answer waits LATE s: past the client's 5 s read timeout, inside its 30 s late-answer window.
+LATE = 10.0
+
+SAME_PROCESS_RETRY = """
+import os, sys, kitty_auth
+client = kitty_auth.AuthClient()
+try:
+    client.get_access_token()
+    sys.exit("the first refresh should have given up")
+except kitty_auth.NetworkError as exc:
+    print(f"first: {exc}", file=sys.stderr)
+ws = client.obtain_ws_token()  # the same long-lived process asks again before the answer is in
+with open(os.environ["E2E_SECRETS_OUT"], "a") as out:
+    out.write(ws.ws_token + "\\n")
+client.close()
+print("ok")
+"""
+
+def stored_refresh(e2e: E2E) -> str:
+    return tomllib.loads(e2e.credentials.read_text(encoding="utf-8"))["tokens"]["refresh"]
+
+
+def test_a_late_refresh_answer_is_not_thrown_away_by_a_long_running_process(expired_access: E2E) -> None:
+    """The review's reproduction: get_access_token() -> NetworkError, then obtain_ws_token() in the same
+    process used to present the blacklisted token and end the session."""
+    e2e = expired_access
+    old = stored_refresh(e2e)
+    e2e.server.add_fault(REFRESH_PATH, after_view=True, delay=LATE, count=1)
+    run = e2e.library(SAME_PROCESS_RETRY)
+    assert run.returncode == 0, run.output
+    assert UNREACHABLE in run.stderr  # the first call did give up
+    new = stored_refresh(e2e)
+    assert new != old and not e2e.server.refresh_token_accepted(old)
+    assert e2e.server.refresh_token_accepted(new)  # the late answer is what is stored
+    assert e2e.server.stats()["requests"] == {REFRESH_PATH: 1, WS_TOKEN_PATH: 1}  # old token sent once
+
+
+def test_a_late_refresh_answer_is_stored_when_it_arrives(expired_access: E2E) -> None:
+    e2e = expired_access
+    old = stored_refresh(e2e)
+    e2e.server.add_fault(REFRESH_PATH, after_view=True, delay=LATE, count=1)
+    # A host that goes on working after the failure; the answer is stored in the background.
+    run = e2e.library(
+        "import os, sys, time, tomllib, kitty_auth\n"
+        "from pathlib import Path\n"
+        "client = kitty_auth.AuthClient()\n"
+        "try:\n"
+        "    client.get_access_token()\n"
+        "except kitty_auth.NetworkError as exc:\n"
+        "    print(f'first: {exc}', file=sys.stderr)\n"
+        "path = Path(os.environ['SPEC_KITTY_HOME']) / 'credentials'\n"
+        "end = time.monotonic() + 60  # a hang bound: the answer comes about 5 s later\n"
+        "while tomllib.loads(path.read_text())['tokens']['refresh'] == os.environ['OLD_REFRESH']:\n"
+        "    if time.monotonic() > end:\n"
+        "        sys.exit('the late answer was never stored')\n"
+        "    time.sleep(0.1)\n"
+        "client.close()\n"
+        "print('ok')\n",
+        OLD_REFRESH=old,
+    )
+    assert run.returncode == 0, run.output
+    new = stored_refresh(e2e)
+    assert new != old and e2e.server.refresh_token_accepted(new)
+    after = e2e.library(REFRESH)  # the next process uses the stored tokens: no refresh
+    assert after.returncode == 0, after.output
+    assert e2e.server.stats()["requests"] == {REFRESH_PATH: 1}
+
+
+def test_a_short_process_that_exits_before_the_late_answer_loses_the_session(expired_access: E2E) -> None:
+    """What cannot be recovered (README, Reliability): the server rotated and blacklisted the token, its
+    answer came after the process had exited, so the only valid refresh token was never stored."""
+    e2e = expired_access
+    old = stored_refresh(e2e)
+    e2e.server.add_fault(REFRESH_PATH, after_view=True, delay=LATE, count=1)
+    first = e2e.library(REFRESH)
+    assert_failed_with(first, UNREACHABLE)
+    assert stored_refresh(e2e) == old and not e2e.server.refresh_token_accepted(old)
+    second = e2e.library(REFRESH)
+    assert_failed_with(second, SESSION_EXPIRED)
+    assert not e2e.credentials.exists()
