@@ -3,63 +3,18 @@ pages: browser login (authorization code + PKCE S256 + loopback redirect) and de
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import http.server
-import secrets
-import threading
-import urllib.parse
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
-from refserver import LOGIN_PATH, ME_PATH, OAUTH_AUTHORIZE_PATH, OAUTH_CLIENT_ID, OAUTH_SCOPE, OAUTH_TOKEN_PATH
+from refserver import LOGIN_PATH, ME_PATH, OAUTH_CLIENT_ID, OAUTH_SCOPE, OAUTH_TOKEN_PATH
 from refserver.approve import PageError
 from refserver.harness import DEMO_USERNAME, RefServer
-from refserver.testing import bearer, poll, start_device_flow
-
-
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
-def authorize_url(server: RefServer, redirect_uri: str, challenge: str | None, state: str) -> str:
-    query = {"response_type": "code", "client_id": OAUTH_CLIENT_ID, "redirect_uri": redirect_uri, "scope": OAUTH_SCOPE, "state": state}
-    if challenge:
-        query |= {"code_challenge": challenge, "code_challenge_method": "S256"}
-    return server.url + OAUTH_AUTHORIZE_PATH + "?" + urllib.parse.urlencode(query)
+from refserver.testing import authorize_url, bearer, pkce, poll, start_device_flow
 
 
 def exchange(client: httpx.Client, code: str, redirect_uri: str, verifier: str) -> httpx.Response:
     return client.post(OAUTH_TOKEN_PATH, data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
                                                "client_id": OAUTH_CLIENT_ID, "code_verifier": verifier})  # fmt: skip
-
-
-@pytest.fixture
-def callback_server() -> Iterator[tuple[str, list[str]]]:
-    """A loopback callback on an ephemeral port, as the CLI runs one: (redirect_uri, paths it was asked for)."""
-    seen: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            self.wfile.write(b"<p>logged in</p>")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/callback", seen
-    httpd.shutdown()
-    httpd.server_close()
 
 
 # ------------------------------------------------------------------------------------------- browser login

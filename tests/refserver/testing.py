@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import secrets
+import urllib.parse
 from typing import Any
 
 import httpx
@@ -13,6 +16,7 @@ from refserver import (
     DEMO_PASSWORD,
     DEMO_USERNAME,
     DEVICE_CODE_GRANT,
+    OAUTH_AUTHORIZE_PATH,
     OAUTH_CLIENT_ID,
     OAUTH_DEVICE_PATH,
     OAUTH_SCOPE,
@@ -63,3 +67,18 @@ def start_device_flow(client: httpx.Client) -> dict[str, Any]:
 def poll(client: httpx.Client, device_code: str) -> httpx.Response:
     """One device-code poll of the token endpoint."""
     return client.post(OAUTH_TOKEN_PATH, data={"grant_type": DEVICE_CODE_GRANT, "device_code": device_code, "client_id": OAUTH_CLIENT_ID})
+
+
+def pkce() -> tuple[str, str]:
+    """A PKCE (verifier, S256 challenge) pair."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def authorize_url(server: RefServer, redirect_uri: str, challenge: str | None, state: str) -> str:
+    """The authorization endpoint URL a browser login opens (no PKCE when `challenge` is None)."""
+    query = {"response_type": "code", "client_id": OAUTH_CLIENT_ID, "redirect_uri": redirect_uri, "scope": OAUTH_SCOPE, "state": state}
+    if challenge:
+        query |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+    return server.url + OAUTH_AUTHORIZE_PATH + "?" + urllib.parse.urlencode(query)
