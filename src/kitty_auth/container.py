@@ -34,11 +34,52 @@ from kitty_auth.domain.use_cases import (
 )
 
 
-def _httpx_gateway() -> object:
+def _http() -> object:
     from kitty_auth.adapters.http_gateway import HttpxTokenGateway  # imports httpx: network paths only
+
+    return HttpxTokenGateway()
+
+
+def _httpx_gateway(http: object, oauth: Callable[[], Any]) -> object:
     from kitty_auth.adapters.session_gateway import SessionTokenGateway
 
-    return SessionTokenGateway(HttpxTokenGateway())
+    return SessionTokenGateway(http, oauth)  # OAuth sessions refresh through ``oauth()``, built on first use
+
+
+def _oauth_gateway(http: object) -> object:
+    from kitty_auth.adapters.oauth_gateway import HttpxOAuthGateway  # OAuth logins and OAuth sessions only
+
+    return HttpxOAuthGateway(http)  # type: ignore[arg-type]
+
+
+def _revoker(http: Callable[[], Any], oauth: Callable[[], Any]) -> object:
+    from kitty_auth.adapters.oauth_revocation import HttpSessionRevoker
+
+    return HttpSessionRevoker(http(), oauth)
+
+
+def _web_browser() -> object:
+    from kitty_auth.adapters.oauth_browser import WebBrowser
+
+    return WebBrowser()
+
+
+def _loopback_listener() -> object:
+    """The ListenerFactory of browser logins: a started loopback listener per call."""
+    from kitty_auth.adapters.oauth_loopback import LoopbackCallbackListener
+
+    return LoopbackCallbackListener()
+
+
+def _oauth_use_case(name: str) -> Callable[..., Any]:
+    """A provider for an OAuth login use case, imported only when a login needs it (not by status)."""
+
+    def build(**kwargs: Any) -> Any:
+        from kitty_auth.domain import oauth_use_cases
+
+        return getattr(oauth_use_cases, name)(**kwargs)
+
+    return build
 
 
 class _LazyGateway:
@@ -71,12 +112,26 @@ class Container(containers.DeclarativeContainer):
     policy = providers.Singleton(ExpiryPolicy)
     credentials_path = providers.Callable(lambda settings: settings.credentials_path, settings)
     repository = providers.Singleton(TomlCredentialRepository, path=credentials_path, lock_timeout=lock_timeout)
-    gateway = providers.Singleton(_httpx_gateway)
+    http = providers.Singleton(_http)
+    oauth_gateway = providers.Singleton(_oauth_gateway, http)
+    gateway = providers.Singleton(_httpx_gateway, http, oauth_gateway.provider)
+    revoker = providers.Singleton(_revoker, http.provider, oauth_gateway.provider)
+    lazy_revoker = providers.Singleton(_LazyGateway, revoker.provider)  # `logout --local` imports no network code
+    browser = providers.Singleton(_web_browser)
+    callback_listener = providers.Object(_loopback_listener)
     lazy_gateway = providers.Singleton(_LazyGateway, gateway.provider)  # honours gateway.override(...)
     websocket_connector = providers.Singleton(_websockets_connector)
 
     login = providers.Factory(Login, repo=repository, gateway=lazy_gateway, clock=clock)
-    logout = providers.Factory(Logout, repo=repository)
+    logout = providers.Factory(Logout, repo=repository, revoker=lazy_revoker)
+    choose_login_method = providers.Factory(_oauth_use_case("ChooseLoginMethod"), gateway=oauth_gateway)
+    login_with_device = providers.Factory(
+        _oauth_use_case("LoginWithDeviceCode"), repo=repository, gateway=oauth_gateway, clock=clock
+    )
+    login_with_browser = providers.Factory(
+        _oauth_use_case("LoginWithBrowser"), repo=repository, gateway=oauth_gateway, clock=clock,
+        browser=browser, listen=callback_listener,
+    )
     status = providers.Factory(Status, repo=repository, clock=clock)
     ensure_fresh_token = providers.Factory(
         EnsureFreshToken, repo=repository, gateway=lazy_gateway, clock=clock, policy=policy

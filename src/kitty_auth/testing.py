@@ -175,7 +175,7 @@ class FakeOAuthServer:
 
     It checks what a real one checks (PKCE S256, one-time codes bound to their redirect URI,
     RFC 8628 polling speed, refresh rotation, revocation) and keeps state for assertions.
-    ``metadata`` is what discovery returns (None: the server answers 404).
+    ``metadata`` is what discovery returns; ``publishes_metadata=False`` makes it a 404.
     """
 
     clock: FakeClock
@@ -186,7 +186,9 @@ class FakeOAuthServer:
     device_interval: float | None = 5.0
     device_expires_in: float = 600.0
     access_lifetime: float = 900.0
-    metadata: Endpoints | None = None
+    metadata: Endpoints | None = None  # None: spec-kitty 3.x's default paths on server_url
+    publishes_metadata: bool = True  # False: discovery answers 404 (a password server)
+    enforce_interval: bool = True  # answer slow_down to a poll sooner than the interval (on self.clock)
     revocable: bool = True
     calls: list[str] = field(default_factory=list)
     failures: dict[str, list[Exception]] = field(default_factory=dict)
@@ -240,7 +242,7 @@ class FakeOAuthServer:
 
     def discover(self, server_url: str) -> Endpoints | None:
         self._maybe_fail("discover")
-        return self.metadata
+        return self.metadata if self.publishes_metadata else None
 
     def exchange_code(self, endpoints: Endpoints, client_id: str, code: str, verifier: str,
                       redirect_uri: str) -> IssuedTokens:
@@ -274,7 +276,7 @@ class FakeOAuthServer:
         self._last_poll[device_code] = now
         if (now - self._device_started[device_code]).total_seconds() >= self.device_expires_in:
             raise DeviceCodeExpiredError()
-        if elapsed + 1e-6 < self._interval[device_code]:
+        if self.enforce_interval and elapsed + 1e-6 < self._interval[device_code]:
             self._interval[device_code] += 5
             return PollOutcome.SLOW_DOWN
         state = self._devices[device_code]

@@ -26,7 +26,7 @@ from kitty_auth.domain.errors import (
 from kitty_auth.domain.model import Credentials, Identity, LoginMethod, Team, TokenPair
 from kitty_auth.entrypoints.cli import auth, cli
 from kitty_auth.entrypoints.library import CredentialStore
-from kitty_auth.testing import FakeClock, FakeTokenGateway, InMemoryCredentialRepository, make_jwt
+from kitty_auth.testing import FakeClock, FakeOAuthServer, FakeTokenGateway, InMemoryCredentialRepository, make_jwt
 
 SERVER = "https://auth.example.test"
 OTHER = "https://other.example.test"
@@ -46,6 +46,9 @@ class World:
         self.container.clock.override(providers.Object(self.clock))
         self.container.gateway.override(providers.Object(self.gateway))
         self.container.repository.override(providers.Object(self.repo))
+        self.oauth = FakeOAuthServer(clock=self.clock, server_url=SERVER, publishes_metadata=False)  # a password server
+        self.container.oauth_gateway.override(providers.Object(self.oauth))
+        self.container.revoker.override(providers.Object(self.oauth))
         self.runner = CliRunner()
 
     def run(self, *args: str, input: str | None = None):
@@ -413,9 +416,11 @@ class TestStatusAndLogout:
         world.login()
         result = world.run("logout")
         assert result.exit_code == 0 and "Logged out" in result.output
+        assert result.output.splitlines()[1] == "The server revoked the session."
         assert world.repo.credentials is None
         result = world.run("logout")
-        assert result.exit_code == 0 and "Not logged in" in result.output
+        assert result.exit_code == 0 and result.output.startswith("Logged out; no session was stored.")
+        assert "not revoked" in result.output
 
     def test_logout_failure_exits_1(self, world):
         world.login()

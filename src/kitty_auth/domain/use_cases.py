@@ -123,10 +123,15 @@ class Logout:
         log.info("logout: %s", "credentials removed" if removed else "nothing stored")
         return LocalLogout(removed=removed, session=session if removed else None)
 
-    def revoke(self, local: LocalLogout) -> LogoutResult:
-        """Revoke what ``remove`` removed (RFC 7009 for OAuth sessions, the blacklist for password ones)."""
+    def revoke(self, local: LocalLogout, *, skip: bool = False) -> LogoutResult:
+        """Revoke what ``remove`` removed (RFC 7009 for OAuth sessions, the blacklist for password ones).
+
+        ``skip`` (``logout --local``) only reports that the server was not asked.
+        """
         if not local.removed:
             return LogoutResult(False, RevokeOutcome.NOTHING_STORED)
+        if skip:
+            return LogoutResult(True, RevokeOutcome.SKIPPED)
         if local.session is None:
             return LogoutResult(True, RevokeOutcome.UNREADABLE)
         if self._revoker is None:
@@ -145,10 +150,7 @@ class Logout:
         return LogoutResult(True, RevokeOutcome.REVOKED)
 
     def execute_and_revoke(self, *, revoke: bool = True) -> LogoutResult:
-        local = self.remove()
-        if not revoke:
-            return LogoutResult(local.removed, RevokeOutcome.SKIPPED if local.removed else RevokeOutcome.NOTHING_STORED)
-        return self.revoke(local)
+        return self.revoke(self.remove(), skip=not revoke)
 
 
 class Status:

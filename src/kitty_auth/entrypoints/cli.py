@@ -223,16 +223,26 @@ def _read_password_stdin() -> str:
 @click.option("--server", metavar="URL", help="Server to log in to (https:// is implied; http:// is refused).")
 @click.option("--username", "-u", metavar="NAME", help="Username; prompted for when not given.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin (needs --username).")
+@click.option("--web", is_flag=True, help="Log in in the web browser (OAuth: authorization code + PKCE).")
+@click.option("--device", "--headless", "device", is_flag=True,
+              help="Log in with a code shown here and approved in a browser on any device (OAuth device flow).")
 @click.option("--force", "-f", is_flag=True, help="Log in again even when already logged in.")
 @click.pass_context
-def login(ctx: click.Context, server: str | None, username: str | None, password_stdin: bool, force: bool) -> None:
+def login(ctx: click.Context, server: str | None, username: str | None, password_stdin: bool, web: bool,
+          device: bool, force: bool) -> None:
     """Log in and store the session's tokens (never the password).
 
     Without --server: the server of SPEC_KITTY_SAAS_URL or config.toml, else the one you are
-    logged in to, else the default.
+    logged in to, else the default. Without a method flag the server decides: an OAuth server
+    gets the browser (the device flow when no browser can be opened), a password server the
+    Username and Password prompts.
     """
     if password_stdin and username is None:
         raise click.UsageError("--password-stdin requires --username.")
+    if web and device:
+        raise click.UsageError("--web and --device are two different login methods; choose one.")
+    if (web or device) and (username is not None or password_stdin):
+        raise click.UsageError("--web and --device log in without a password; drop --username/--password-stdin.")
 
     def run() -> None:
         container = _container(ctx)
@@ -244,6 +254,16 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
         if current is not None and not force:
             click.echo(f"Already logged in as {current.username} at {current.server_url} (use --force to log in again).")
             return
+        if username is None and not password_stdin:  # the server's kind (or --web/--device) may mean OAuth
+            from kitty_auth.entrypoints.oauth_login import TerminalLoginProgress, oauth_login, requested_method
+
+            _echo_err(f"Logging in to {target}.")
+            progress = TerminalLoginProgress(_echo_err)
+            oauth = oauth_login(container, target, requested_method(web, device, False), progress)
+            if oauth is not None:
+                team = f" (team {oauth.team_slug})" if oauth.team_slug else ""
+                click.echo(f"Logged in as {oauth.username} at {oauth.server_url}{team}.")
+                return
         if username is None or not password_stdin:
             _echo_err(f"Logging in to {target}.")  # before the first prompt: whom the password goes to
         name = check_username(username if username is not None else _prompt("Username"))  # before the password
@@ -256,15 +276,24 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
 
 
 @auth.command()
+@click.option("--local", is_flag=True, help="Only remove the session here; do not ask the server to revoke it.")
 @click.pass_context
-def logout(ctx: click.Context) -> None:
-    """Remove the stored session. Not being logged in is fine."""
+def logout(ctx: click.Context, local: bool) -> None:
+    """Remove the stored session, then ask the server to revoke it. Not being logged in is fine."""
 
     def run() -> None:
         container = _container(ctx)
         _warn_unreadable_config(container)
-        removed = container.logout().execute()
-        click.echo("Logged out; stored credentials removed." if removed else "Not logged in; nothing to remove.")
+        use_case = container.logout()
+        removed = use_case.remove()  # first: offline or not, the session is gone from this machine
+        click.echo("Logged out; stored credentials removed." if removed.removed
+                   else "Logged out; no session was stored.")
+        if local or removed.session is None:  # nothing to ask the server: no request, no network import
+            result = use_case.revoke(removed, skip=local)
+        else:
+            with _waiting(removed.session.server_url):
+                result = use_case.revoke(removed)
+        click.echo(result.sentence)  # "The server revoked the session." or why it was not revoked
 
     _run(run)
 
