@@ -6,6 +6,7 @@ against the fake would prove nothing about production.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kitty_auth.adapters.toml_repository import TomlCredentialRepository
-from kitty_auth.domain.model import Credentials, TokenPair
+from kitty_auth.domain.model import Credentials, Identity, LoginMethod, OAuthClient, Team, TokenPair
 from kitty_auth.testing import InMemoryCredentialRepository, make_jwt
 
 ISSUED = datetime(2026, 2, 3, 16, 30, 0, tzinfo=UTC)  # second precision: the file's precision
@@ -54,6 +55,38 @@ def test_save_then_load_round_trips(repo) -> None:
     assert loaded.tokens.access == creds.tokens.access
     assert loaded.tokens.refresh_expires_at == creds.tokens.refresh_expires_at
     assert loaded.tokens.access_expires_at.utcoffset() == timedelta(0)
+
+
+def oauth_credentials() -> Credentials:
+    creds = make_credentials("zoe@example.com")
+    return Credentials(
+        tokens=TokenPair(creds.tokens.access, creds.tokens.refresh, creds.tokens.access_expires_at, None),
+        username="zoe@example.com", server_url=creds.server_url, team_slug="zoe",
+        login_method=LoginMethod.WEB, session_id="session-1",
+        oauth=OAuthClient("spec-kitty-cli", "https://spec-kitty-dev.fly.dev/oauth/token/",
+                          "https://spec-kitty-dev.fly.dev/oauth/revoke_token/"),
+        identity=Identity("zoe@example.com", "Zoë", "42", (
+            Team("1", "zoe", "Zoë", "owner", True), Team("2", "acme", "Acme", "member"))),
+    )
+
+
+def test_an_oauth_session_round_trips_with_everything_it_carries(repo) -> None:
+    creds = oauth_credentials()
+    repo.save(creds)
+    loaded = repo.load()
+    assert loaded == creds
+    assert loaded.tokens.refresh_expires_at is None and loaded.is_authenticated(ISSUED + timedelta(days=365))
+    assert (loaded.login_method, loaded.session_id, loaded.identity.team_slug) == (LoginMethod.WEB, "session-1", "zoe")
+
+
+def test_a_team_slug_round_trips_and_a_new_session_replaces_all_fields(repo) -> None:
+    repo.save(oauth_credentials())
+    password = dataclasses.replace(make_credentials(), team_slug="acme")
+    repo.save(password)
+    loaded = repo.load()
+    assert loaded == password
+    assert (loaded.oauth, loaded.identity, loaded.session_id) == (None, None, None)
+    assert loaded.login_method is LoginMethod.PASSWORD and loaded.team_slug == "acme"
 
 
 def test_save_replaces_the_previous_session(repo) -> None:

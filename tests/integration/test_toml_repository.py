@@ -6,6 +6,8 @@ abandoned by a killed process) elsewhere, and a writer SIGKILLed mid-save.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import random
 import shutil
@@ -21,13 +23,23 @@ from pathlib import Path
 
 import pytest
 
+from kitty_auth.adapters import toml_repository
 from kitty_auth.adapters.toml_repository import TomlCredentialRepository
 from kitty_auth.domain.errors import (
     CorruptCredentialsError,
     CredentialsFileError,
     CredentialsLockTimeoutError,
 )
-from kitty_auth.domain.model import Credentials, TokenPair
+from kitty_auth.domain.model import (
+    Credentials,
+    Identity,
+    IssuedTokens,
+    LoginMethod,
+    OAuthClient,
+    Team,
+    TokenPair,
+    format_instant,
+)
 from kitty_auth.testing import make_jwt
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="POSIX permissions / signals")
@@ -346,7 +358,6 @@ CORRUPT = {
     "access is a number": VALID.replace('access = "eyJ.a.b"', "access = 123").encode(),
     "empty access": VALID.replace('access = "eyJ.a.b"', 'access = ""').encode(),
     "expiry not a timestamp": VALID.replace('"2026-02-03T16:45:00Z"', '"soon"').encode(),
-    "expiry without zone": VALID.replace('"2026-02-03T16:45:00Z"', '"2026-02-03T16:45:00"').encode(),
     "expiry as TOML datetime": VALID.replace('"2026-02-03T16:45:00Z"', "2026-02-03T16:45:00Z").encode(),
     "tokens not a table": ('tokens = "x"\n\n[user]' + VALID.split("[user]")[1]).encode(),
     "username is a list": VALID.replace('username = "user@example.com"', 'username = ["a"]').encode(),
@@ -592,3 +603,390 @@ def test_writer_killed_at_a_random_moment_never_leaves_a_torn_file(path, home, t
     assert seen, "the writer never completed a save; the test proved nothing"
     TomlCredentialRepository(path).save(versions[0])  # the next save sweeps dead writers' temp files
     assert temp_files(home) == []
+
+
+# -- what is not ours survives every write ----------------------------------------------
+
+FOREIGN = textwrap.dedent(
+    """\
+    # shared with the spec-kitty host
+    [tracker.providers.jira]
+    url = "https://jira.example"  # the host's
+    token = "jira-secret"
+
+    [tokens]
+    access = "eyJ.a.b"
+    refresh = "eyJ.c.d"
+    access_expires_at = "2026-02-03T16:45:00Z"
+    refresh_expires_at = "2026-02-10T16:30:00Z"
+    x = 1
+
+    [user]
+    username = "user@example.com"
+    team_slug = "acme"
+
+    [[plugins]]
+    name = "a"
+
+    [server]
+    url = "https://spec-kitty-dev.fly.dev"
+    extra = "kept"
+    """
+)
+
+
+def test_save_changes_only_our_values(repo, path, home) -> None:
+    home.mkdir(mode=0o700)
+    path.write_text(FOREIGN)
+    creds = dataclasses.replace(make_credentials(), team_slug="acme")
+    repo.save(creds)
+    text = path.read_text()
+    assert text == (
+        FOREIGN.replace('"eyJ.a.b"', f'"{creds.tokens.access}"').replace('"eyJ.c.d"', f'"{creds.tokens.refresh}"')
+    )
+    assert repo.load() == creds
+    assert mode_of(path) == 0o600
+
+
+def test_a_refresh_keeps_the_team_and_everything_else(repo, path, home) -> None:
+    home.mkdir(mode=0o700)
+    path.write_text(FOREIGN)
+    stored = repo.load()
+    assert stored.team_slug == "acme"
+    later = ISSUED + timedelta(hours=1)
+    issued = IssuedTokens(access=make_jwt(iat=later, lifetime=timedelta(minutes=15)),
+                          refresh=make_jwt(iat=later, lifetime=timedelta(days=7), kind="refresh"))
+    repo.save(stored.refreshed(issued, later))
+    doc = tomllib.loads(path.read_text())
+    assert doc["user"]["team_slug"] == "acme"
+    assert doc["tracker"]["providers"]["jira"]["token"] == "jira-secret"
+    assert doc["server"]["extra"] == "kept" and doc["tokens"]["x"] == 1 and doc["plugins"] == [{"name": "a"}]
+    assert doc["tokens"]["access"] == issued.access
+
+
+def test_clear_removes_our_keys_and_keeps_the_rest(repo, path, home) -> None:
+    home.mkdir(mode=0o700)
+    path.write_text(FOREIGN)
+    assert repo.clear() is True
+    doc = tomllib.loads(path.read_text())
+    assert doc == {"tracker": {"providers": {"jira": {"url": "https://jira.example", "token": "jira-secret"}}},
+                   "tokens": {"x": 1}, "plugins": [{"name": "a"}], "server": {"extra": "kept"}}
+    assert "# shared with the spec-kitty host" in path.read_text()
+    assert repo.load() is None  # logged out
+    assert repo.clear() is False  # no session left to remove; the file stays
+    assert path.exists()
+    creds = make_credentials()
+    repo.save(creds)  # and a new login goes back into the same file
+    assert repo.load() == creds
+    assert tomllib.loads(path.read_text())["tracker"]["providers"]["jira"]["token"] == "jira-secret"
+
+
+def test_clear_of_a_file_that_is_only_ours_removes_it(repo, path) -> None:
+    repo.save(make_credentials())
+    assert repo.clear() is True
+    assert not path.exists()
+
+
+def test_a_file_with_only_another_programs_tables_is_logged_out_not_corrupt(repo, path, home) -> None:
+    home.mkdir(mode=0o700)
+    path.write_text('[tracker.providers.jira]\nurl = "https://jira.example"\n')
+    assert repo.load() is None
+
+
+@posix_only
+def test_the_permission_fix_does_not_rewrite_the_file(repo, path, home) -> None:
+    home.mkdir(mode=0o700)
+    path.write_text(FOREIGN)
+    path.chmod(0o644)
+    before = os.stat(path)
+    assert repo.load() is not None
+    after = os.stat(path)
+    assert mode_of(path) == 0o600
+    assert path.read_text() == FOREIGN
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
+
+
+def test_login_over_a_file_that_does_not_parse_replaces_it(repo, path, home) -> None:
+    home.mkdir(mode=0o700)
+    path.write_bytes(b"[tracker\nthis is not toml")
+    creds = make_credentials()
+    repo.save(creds)
+    assert repo.load() == creds
+
+
+# -- the spec-kitty 2.1.3 host's own CredentialStore, run as a host process ----------------
+
+HOST_SOURCE = Path(os.environ.get("SPEC_KITTY_213_SOURCE", "/work/peers/spec_kitty_cli-2.1.3/specify_cli"))
+
+# Loads the host's sync/auth.py (and the two leaf modules it needs) without the rest of the host
+# package, then runs one command against ~/.spec-kitty/credentials with HOME set by the test.
+HOST = textwrap.dedent(
+    """
+    import importlib.util, json, sys, time, types
+    from datetime import datetime
+    root = sys.argv[1]
+
+    def load(name, path):
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    for name in ("specify_cli", "specify_cli.core", "specify_cli.sync"):
+        package = types.ModuleType(name)
+        package.__path__ = []
+        sys.modules[name] = package
+    load("specify_cli.core.atomic", root + "/core/atomic.py")
+    load("specify_cli.sync.feature_flags", root + "/sync/feature_flags.py")
+    config = types.ModuleType("specify_cli.sync.config")
+    config.SyncConfig = object  # only AuthClient uses it
+    sys.modules["specify_cli.sync.config"] = config
+    auth = load("specify_cli.sync.auth", root + "/sync/auth.py")  # needs toml, httpx, filelock
+    store = auth.CredentialStore()
+    command = sys.argv[2]
+    if command == "save":
+        args = json.loads(sys.argv[3])
+        for key in ("access_expires_at", "refresh_expires_at"):
+            args[key] = datetime.fromisoformat(args[key])
+        store.save(**args)
+    elif command == "read":
+        print(json.dumps({
+            "paths": [str(store.credentials_path), str(store.lock_path)],
+            "access": store.get_access_token(), "refresh": store.get_refresh_token(),
+            "username": store.get_username(), "server_url": store.get_server_url(),
+            "team_slug": store.get_team_slug(), "expiry": store.get_token_expiry_info(),
+        }))
+    elif command == "hold":
+        with store._acquire_lock():
+            print("locked", flush=True)
+            time.sleep(60)
+    elif command == "try-lock":
+        lock = store._acquire_lock()
+        try:
+            lock.acquire(timeout=float(sys.argv[3]))
+        except auth.Timeout:
+            print("busy")
+        else:
+            print("free")
+            lock.release()
+    """
+)
+
+
+def host(home_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert (HOST_SOURCE / "sync" / "auth.py").is_file(), f"the spec-kitty 2.1.3 source is not at {HOST_SOURCE}"
+    env = {**os.environ, "HOME": str(home_dir)}
+    result = subprocess.run([sys.executable, "-c", HOST, str(HOST_SOURCE), *args], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def host_save(home_dir: Path, **fields: object) -> bytes:
+    host(home_dir, "save", json.dumps(fields))
+    return (home_dir / ".spec-kitty" / "credentials").read_bytes()
+
+
+@pytest.fixture
+def user_home(tmp_path: Path) -> Path:
+    home_dir = tmp_path / "user-home"  # the host only creates ~/.spec-kitty, not ~
+    home_dir.mkdir()
+    return home_dir
+
+
+@pytest.fixture
+def host_repo(user_home: Path) -> TomlCredentialRepository:
+    return TomlCredentialRepository(user_home / ".spec-kitty" / "credentials", lock_timeout=2.0)
+
+
+def test_a_file_the_213_host_wrote_loads(user_home, host_repo) -> None:
+    data = host_save(user_home, access_token="acc", refresh_token="ref",
+                     access_expires_at="2026-02-03T16:45:00.123456+00:00",
+                     refresh_expires_at="2026-02-10T16:30:00+00:00",
+                     username="user@example.com", server_url="https://spec-kitty-dev.fly.dev", team_slug="acme")
+    # what toml 0.10.2 wrote, byte for byte: isoformat() of aware UTC datetimes
+    assert data.decode() == textwrap.dedent(
+        """\
+        [tokens]
+        access = "acc"
+        refresh = "ref"
+        access_expires_at = "2026-02-03T16:45:00.123456+00:00"
+        refresh_expires_at = "2026-02-10T16:30:00+00:00"
+
+        [user]
+        username = "user@example.com"
+        team_slug = "acme"
+
+        [server]
+        url = "https://spec-kitty-dev.fly.dev"
+        """
+    )
+    loaded = host_repo.load()
+    assert loaded.tokens == TokenPair("acc", "ref", datetime(2026, 2, 3, 16, 45, 0, 123456, tzinfo=UTC),
+                                      datetime(2026, 2, 10, 16, 30, tzinfo=UTC))
+    assert (loaded.username, loaded.server_url, loaded.team_slug) == (
+        "user@example.com", "https://spec-kitty-dev.fly.dev", "acme")
+
+
+def test_naive_and_offset_instants_the_host_wrote_load_as_utc(user_home, host_repo) -> None:
+    # spec-kitty 2.0.x passed datetime.utcnow(): isoformat() without a zone, with microseconds
+    data = host_save(user_home, access_token="acc", refresh_token="ref",
+                     access_expires_at="2026-02-03T16:45:00.123456", refresh_expires_at="2026-02-10T18:30:00+02:00",
+                     username="user@example.com", server_url="https://spec-kitty-dev.fly.dev")
+    assert b'access_expires_at = "2026-02-03T16:45:00.123456"\n' in data
+    assert b'refresh_expires_at = "2026-02-10T18:30:00+02:00"\n' in data
+    loaded = host_repo.load()
+    assert loaded.tokens.access_expires_at == datetime(2026, 2, 3, 16, 45, 0, 123456, tzinfo=UTC)
+    assert loaded.tokens.refresh_expires_at == datetime(2026, 2, 10, 16, 30, tzinfo=UTC)
+    assert loaded.team_slug is None
+
+
+def _future_session(**changes: object) -> Credentials:
+    now = datetime.now(UTC).replace(microsecond=0)
+    creds = Credentials(
+        tokens=TokenPair(access=make_jwt(iat=now, lifetime=timedelta(minutes=15)),
+                         refresh=make_jwt(iat=now, lifetime=timedelta(days=7), kind="refresh"),
+                         access_expires_at=now + timedelta(minutes=15), refresh_expires_at=now + timedelta(days=7)),
+        username="user@example.com", server_url="https://spec-kitty-dev.fly.dev", team_slug="acme",
+    )
+    return dataclasses.replace(creds, **changes)
+
+
+def test_the_213_host_reads_a_password_session_we_wrote(user_home, host_repo) -> None:
+    creds = _future_session()
+    host_repo.save(creds)
+    seen = json.loads(host(user_home, "read").stdout)
+    assert seen["paths"] == [str(host_repo.path), str(host_repo.lock_path)]  # one file, one lock
+    assert seen["access"] == creds.tokens.access and seen["refresh"] == creds.tokens.refresh
+    assert (seen["username"], seen["server_url"], seen["team_slug"]) == (
+        "user@example.com", "https://spec-kitty-dev.fly.dev", "acme")
+    assert seen["expiry"] == {"access_expires_at": format_instant(creds.tokens.access_expires_at),
+                              "refresh_expires_at": format_instant(creds.tokens.refresh_expires_at)}
+
+
+def test_the_213_host_reads_an_oauth_session_we_wrote(user_home, host_repo) -> None:
+    creds = _future_session(
+        tokens=dataclasses.replace(_future_session().tokens, refresh_expires_at=None),
+        login_method=LoginMethod.DEVICE, session_id="s-1",
+        oauth=OAuthClient("cli", "https://spec-kitty-dev.fly.dev/oauth/token/"),
+        identity=Identity("user@example.com", "Zoë", "42", (Team("7", "acme", "Acme", "owner", True),)),
+    )
+    host_repo.save(creds)
+    seen = json.loads(host(user_home, "read").stdout)  # toml 0.10.2 parses our whole layout
+    assert seen["access"] == creds.tokens.access
+    assert seen["refresh"] is None  # the host wants an expiry; an OAuth refresh token has none here
+    assert (seen["username"], seen["team_slug"]) == ("user@example.com", "acme")
+    assert host_repo.load() == creds
+
+
+def test_each_side_reads_what_the_other_wrote_in_turn(user_home, host_repo) -> None:
+    now = datetime.now(UTC)
+    host_save(user_home, access_token="host-access", refresh_token="host-refresh",
+              access_expires_at=(now + timedelta(minutes=15)).isoformat(),
+              refresh_expires_at=(now + timedelta(days=7)).isoformat(),
+              username="user@example.com", server_url="https://spec-kitty-dev.fly.dev", team_slug="acme")
+    stored = host_repo.load()
+    assert stored.tokens.access == "host-access"
+    host_repo.save(dataclasses.replace(stored, tokens=dataclasses.replace(stored.tokens, access="our-access")))
+    seen = json.loads(host(user_home, "read").stdout)
+    assert (seen["access"], seen["refresh"], seen["team_slug"]) == ("our-access", "host-refresh", "acme")
+
+
+# -- one lock for both sides, and its holder named ----------------------------------------
+
+
+def test_our_lock_path_is_the_hosts_rule(tmp_path) -> None:
+    for name in ("credentials", "creds.toml", ".credentials"):
+        path = tmp_path / name
+        assert TomlCredentialRepository(path).lock_path == path.with_suffix(".lock")
+    assert TomlCredentialRepository(tmp_path / "credentials").lock_path.name == "credentials.lock"
+
+
+def test_a_host_process_holding_the_lock_excludes_us_and_is_named(user_home, host_repo) -> None:
+    host_repo.save(_future_session())
+    proc = subprocess.Popen([sys.executable, "-c", HOST, str(HOST_SOURCE), "hold"],
+                            env={**os.environ, "HOME": str(user_home)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        quick = TomlCredentialRepository(host_repo.path, lock_timeout=0.3)
+        with pytest.raises(CredentialsLockTimeoutError) as info:
+            quick.save(_future_session(username="other@example.com"))
+        assert str(host_repo.lock_path) in str(info.value)
+        assert f"(held by process {proc.pid})" in str(info.value)  # the host writes no PID: /proc/locks
+    finally:
+        proc.kill()
+        proc.wait()
+    assert host_repo.load().username == "user@example.com"
+
+
+def test_we_exclude_a_host_process_while_we_hold_the_lock(user_home, host_repo) -> None:
+    host_repo.save(_future_session())
+    with host_repo.lock():
+        assert host(user_home, "try-lock", "0.3").stdout.strip() == "busy"
+    assert host(user_home, "try-lock", "5").stdout.strip() == "free"
+
+
+HOLD_OURS = textwrap.dedent(
+    """
+    import sys, time
+    from kitty_auth.adapters.toml_repository import TomlCredentialRepository
+    with TomlCredentialRepository(sys.argv[1]).lock():
+        print("locked", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+@posix_only
+@pytest.mark.parametrize("proc_locks", [True, False], ids=["/proc/locks", "PID in the lock file"])
+def test_our_holder_writes_its_pid_and_a_waiter_names_it(path, home, monkeypatch, proc_locks) -> None:
+    TomlCredentialRepository(path).save(make_credentials())
+    lock_path = home / "credentials.lock"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_OURS, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        assert lock_path.read_text() == f"{proc.pid}\n"
+        if not proc_locks:
+            monkeypatch.setattr(toml_repository, "_PROC_LOCKS", str(home / "no-such-file"))
+        with pytest.raises(CredentialsLockTimeoutError) as info:
+            with TomlCredentialRepository(path, lock_timeout=0.3).lock():
+                pass
+        assert str(info.value) == (
+            f"Another spec-kitty process held the credentials lock {lock_path} for more than 0.3 s "
+            f"(held by process {proc.pid}); try again."
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@posix_only
+def test_the_lock_file_is_emptied_on_release_and_a_dead_holders_pid_is_not_named(path, home, monkeypatch) -> None:
+    repo = TomlCredentialRepository(path, lock_timeout=0.3)
+    lock_path = home / "credentials.lock"
+    with repo.lock():
+        assert lock_path.read_text() == f"{os.getpid()}\n"
+        with repo.lock():  # re-entered: still ours
+            assert lock_path.read_text() == f"{os.getpid()}\n"
+        assert lock_path.read_text() == f"{os.getpid()}\n"
+    assert lock_path.read_text() == ""
+    # a holder SIGKILLed while holding leaves its PID behind; a host-like holder writes none
+    killed = subprocess.Popen([sys.executable, "-c", HOLD_OURS, str(path)], stdout=subprocess.PIPE, text=True)
+    assert killed.stdout is not None and killed.stdout.readline().strip() == "locked"
+    killed.kill()
+    killed.wait()
+    assert lock_path.read_text() == f"{killed.pid}\n"
+    holder = start_holder(lock_path)
+    try:
+        monkeypatch.setattr(toml_repository, "_PROC_LOCKS", str(home / "no-such-file"))
+        with pytest.raises(CredentialsLockTimeoutError) as info:
+            repo.save(make_credentials())
+        assert "held by" not in str(info.value)  # the dead PID is not blamed
+        monkeypatch.undo()
+        with pytest.raises(CredentialsLockTimeoutError) as info:
+            repo.save(make_credentials())
+        assert f"(held by process {holder.pid})" in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,24 +1,17 @@
 """The credentials file: a CredentialRepository backed by one TOML file and one lock file.
 
-Format (CONTRACT.md, "Files and settings")::
-
-    [tokens]
-    access = "eyJ..."
-    refresh = "eyJ..."
-    access_expires_at = "2026-02-03T16:45:00Z"
-    refresh_expires_at = "2026-02-10T16:30:00Z"
-
-    [user]
-    username = "user@example.com"
-
-    [server]
-    url = "https://spec-kitty-dev.fly.dev"
-
-Design choices:
+The layout, and how a save keeps every table, key and comment that is not ours, is in
+``credentials_format`` (CONTRACT.md, "Files and settings"). This module is about the file:
 
 * **Reading uses the standard library's ``tomllib``; writing uses ``tomlkit``.** ``auth status``
   only reads, and ``tomllib`` imports several times faster than ``tomlkit``, so ``tomlkit`` (and
   ``filelock``, only needed by writers) are imported lazily, on first write / first lock.
+* **Read, edit, replace, all under the lock.** ``save`` reads the current file (the same
+  non-following read as ``load``) with the lock held, edits our keys into it and replaces it;
+  ``clear`` removes only our keys, and the file itself when nothing else is left in it (or it
+  cannot be parsed). A file with no session in it (only another program's tables) loads as
+  None. The host's tracker store, which writes the file in place under a lock of its own, is
+  the one writer we cannot exclude.
 * **Atomic, private writes.** A save writes a temporary file ``.<name>.tmp-<random>`` in the same
   directory, created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` and mode 0600 (and ``fchmod``-ed to
   0600, so the umask never matters), fsyncs it, then ``os.replace``-s it over the credentials
@@ -38,11 +31,19 @@ Design choices:
   bits, with one warning line, when we own it and it is not a sticky shared directory such as
   ``/tmp``; one we cannot tighten is reported with one warning line; neither is an error (the
   file's own 0600 is what protects the tokens).
-* **Lock.** ``<path>.lock`` (``credentials.lock`` for the default path) with ``filelock.FileLock``
-  (needs filelock >= 3.12 for ``mode`` (3.10) and ``thread_local`` (3.12)). It is re-entrant
-  within a thread, excludes other threads and processes, waits at most ``lock_timeout`` seconds
-  (then CredentialsLockTimeoutError), and is released by the OS when its holder dies. The lock
-  file is pre-created by us with O_NOFOLLOW and mode 0600.
+* **Lock.** ``credentials.lock`` beside the file: the path the spec-kitty 2.x host locks
+  (``CREDENTIALS_PATH.with_suffix(".lock")``), with the same ``filelock.FileLock`` (``flock`` on
+  POSIX), so a host process and ours exclude each other. It is re-entrant within a thread,
+  excludes other threads and processes, waits at most ``lock_timeout`` seconds (then
+  CredentialsLockTimeoutError), and is released by the OS when its holder dies. The lock file is
+  pre-created by us with O_NOFOLLOW and mode 0600 (filelock >= 3.20.1: older versions truncate
+  and follow symlinks when opening it).
+* **Who holds the lock.** The holder writes its PID into the lock file (through filelock's own
+  descriptor: closing another one would drop an NFS-emulated lock) and empties it before
+  releasing. A waiter that times out names the holder: on Linux from ``/proc/locks`` (which also
+  knows host processes, which write nothing), else from that PID when the process is alive.
+  filelock versions that truncate the file on open erase the PID; the message then names the
+  lock alone.
 * **Windows.** POSIX permission bits are not checked or tightened there (they mean little),
   ``O_NOFOLLOW`` is used only where it exists (an ``lstat`` check always runs first), and the
   directory fsync is skipped.
@@ -67,7 +68,8 @@ from kitty_auth.domain.errors import (
     CredentialsFileError,
     CredentialsLockTimeoutError,
 )
-from kitty_auth.domain.model import Credentials, TokenPair, format_instant, parse_instant
+from kitty_auth.adapters import credentials_format
+from kitty_auth.domain.model import Credentials
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
@@ -81,25 +83,42 @@ _FILE_MODE = 0o600
 _DIR_MODE = 0o700
 _LOOSE_BITS = 0o077
 _MAX_FILE_BYTES = 1 << 20  # a credentials file is < 4 KiB; refuse to slurp something huge
+_PROC_LOCKS = "/proc/locks"  # Linux: who holds which lock
+
+
+def lock_path_for(path: Path) -> Path:
+    """The lock file for the credentials file ``path``: the spec-kitty 2.x host's rule.
+
+    The host locks ``CREDENTIALS_PATH.with_suffix(".lock")``; for ``credentials`` that is
+    ``credentials.lock``. A name that already ends in ``.lock`` keeps it and gains another.
+    """
+    lock = path.with_suffix(".lock") if path.name not in ("", ".", "..") else path
+    return lock if lock != path else path.with_name(path.name + ".lock")
 
 
 def _tmp_prefix(path: Path) -> str:
     return f".{path.name}.tmp-"
 
 
+# How long lock() waits: well over the gateway's 8 s total request deadline, so a waiter
+# outlasts the slowest legitimate refresh or login of the holder. The one value (container too).
+LOCK_TIMEOUT = 20.0
+
+
 class TomlCredentialRepository:
     """The stored session in a TOML file at ``path`` (normally ``$SPEC_KITTY_HOME/credentials``)."""
 
-    def __init__(self, path: Path | str, *, lock_timeout: float = 20.0) -> None:
+    def __init__(self, path: Path | str, *, lock_timeout: float = LOCK_TIMEOUT) -> None:
         if not (lock_timeout >= 0 and lock_timeout != float("inf")):
             raise ValueError("lock_timeout must be a finite number of seconds >= 0")
         self._path = Path(path)
-        self._lock_path = self._path.with_name(self._path.name + ".lock")
+        self._lock_path = lock_path_for(self._path)
         self._lock_timeout = float(lock_timeout)
         self._filelock: BaseFileLock | None = None
         self._filelock_guard = threading.Lock()
         self._warned_loose = False
         self._warned_home = False
+        self._held = threading.local()  # this thread's lock() nesting depth
 
     # -- port ------------------------------------------------------------------------------
 
@@ -120,52 +139,42 @@ class TomlCredentialRepository:
 
     def load(self) -> Credentials | None:
         self._refuse_symlink(self._lock_path)
-        try:
-            st = os.lstat(self._path)
-        except FileNotFoundError:
+        data = self._read(tighten=True)
+        if data is None:
             return None
-        except OSError as exc:  # ENOTDIR (home is a file), EACCES on the directory...
-            raise self._file_error(exc) from None
-        if stat.S_ISLNK(st.st_mode):
-            raise CredentialsFileError(self._path, f"{self._path} is a symbolic link")
-        if not stat.S_ISREG(st.st_mode):
-            raise CredentialsFileError(self._path, f"{self._path} is not a regular file")
-        self._tighten_home()
         try:
-            fd = os.open(self._path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY | _O_NONBLOCK)
-        except FileNotFoundError:
-            return None  # removed since the lstat: logged out
-        except OSError as exc:  # ELOOP: a symlink appeared since the lstat
-            raise self._file_error(exc) from None
-        try:
-            self._tighten_open_file(fd)
-            data = self._read_all(fd)
-        except OSError as exc:
-            raise self._file_error(exc) from None
-        finally:
-            os.close(fd)
-        return self._parse(data)
+            return credentials_format.parse(data)
+        except credentials_format.FormatError as exc:
+            raise CorruptCredentialsError(self._path, str(exc)) from None
 
     def save(self, credentials: Credentials) -> None:
-        data = self._render(credentials)
+        _tomlkit()  # imported before the lock is taken, not while others wait
         with self.lock():
             self._refuse_symlink(self._path)
             self._remove_stale_temp_files()
-            self._write_atomically(data)
+            self._write_atomically(credentials_format.render(credentials, self._read_for_update()))
 
     def clear(self) -> bool:
         if not os.path.lexists(self._path.parent):
             return False  # nothing was ever stored; do not create the home just to say so
+        _tomlkit()
         with self.lock():
             self._remove_stale_temp_files()
             try:
-                st = os.lstat(self._path)
-            except FileNotFoundError:
+                data = self._read(tighten=False)
+            except CorruptCredentialsError:
+                data = b"\xff"  # too large to be ours: removed like any unparsable file
+            if data is None:
                 return False
-            except OSError as exc:
-                raise self._file_error(exc) from None
-            if stat.S_ISLNK(st.st_mode):
-                raise CredentialsFileError(self._path, f"{self._path} is a symbolic link")
+            try:
+                if credentials_format.parse(data) is None:
+                    return False  # no session here; whatever else the file holds is not ours
+            except credentials_format.FormatError:
+                pass  # a broken session: removed like a good one
+            rest = credentials_format.without_session(data)
+            if rest is not None:
+                self._write_atomically(rest)
+                return True
             try:
                 os.unlink(self._path)
             except FileNotFoundError:
@@ -186,15 +195,65 @@ class TomlCredentialRepository:
         try:
             lock.acquire(timeout=self._lock_timeout)
         except filelock_mod.Timeout:
-            raise CredentialsLockTimeoutError(self._lock_path, self._lock_timeout) from None
+            raise CredentialsLockTimeoutError(
+                self._lock_path, self._lock_timeout, holder=self._lock_holder()
+            ) from None
         except OSError as exc:
             raise self._file_error(exc, self._lock_path) from None
+        depth = getattr(self._held, "depth", 0)
+        self._held.depth = depth + 1
+        if depth == 0:
+            self._mark_holder(lock, os.getpid())
         try:
             yield
         finally:
+            self._held.depth = depth
+            if depth == 0:
+                self._mark_holder(lock, None)
             lock.release()
 
     # -- reading -------------------------------------------------------------------------
+
+    def _read(self, *, tighten: bool) -> bytes | None:
+        """The file's bytes, None when there is no file; never follows a symlink.
+
+        ``tighten``: take group/other bits off the file (and a loose home) with a warning.
+        """
+        try:
+            st = os.lstat(self._path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # ENOTDIR (home is a file), EACCES on the directory...
+            raise self._file_error(exc) from None
+        if stat.S_ISLNK(st.st_mode):
+            raise CredentialsFileError(self._path, symlink=self._path)
+        if not stat.S_ISREG(st.st_mode):
+            raise CredentialsFileError(self._path, f"{self._path} is not a regular file")
+        if tighten:
+            self._tighten_home()
+        try:
+            fd = os.open(self._path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY | _O_NONBLOCK)
+        except FileNotFoundError:
+            return None  # removed since the lstat: logged out
+        except OSError as exc:  # ELOOP: a symlink appeared since the lstat
+            raise self._file_error(exc) from None
+        try:
+            if tighten:
+                self._tighten_open_file(fd)
+            elif not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise CredentialsFileError(self._path, f"{self._path} is not a regular file")
+            return self._read_all(fd)
+        except OSError as exc:
+            raise self._file_error(exc) from None
+        finally:
+            os.close(fd)
+
+    def _read_for_update(self) -> bytes | None:
+        """The current file for a writer (lock held); a file too large to be ours counts as none."""
+        try:
+            return self._read(tighten=False)
+        except CorruptCredentialsError:
+            return None
 
     def _tighten_open_file(self, fd: int) -> None:
         if _IS_WINDOWS:
@@ -225,51 +284,7 @@ class TomlCredentialRepository:
                 raise CorruptCredentialsError(self._path, "file too large")
             chunks.append(chunk)
 
-    def _parse(self, data: bytes) -> Credentials:
-        import tomllib  # stdlib, fast; imported here so importing this module stays cheap
-
-        try:
-            doc = tomllib.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-            raise CorruptCredentialsError(self._path, "not valid TOML") from None
-        try:
-            tokens = _table(doc, "tokens")
-            user = _table(doc, "user")
-            server = _table(doc, "server")
-            pair = TokenPair(
-                access=_text(tokens, "access"),
-                refresh=_text(tokens, "refresh"),
-                access_expires_at=parse_instant(_text(tokens, "access_expires_at")),
-                refresh_expires_at=parse_instant(_text(tokens, "refresh_expires_at")),
-            )
-            return Credentials(
-                tokens=pair, username=_text(user, "username"), server_url=_text(server, "url")
-            )
-        except (KeyError, TypeError, ValueError, OverflowError):
-            # The exception may quote a field value (a token); keep it out of the chain.
-            raise CorruptCredentialsError(self._path, "missing or mistyped field") from None
-
     # -- writing -------------------------------------------------------------------------
-
-    @staticmethod
-    def _render(credentials: Credentials) -> bytes:
-        import tomlkit  # lazy: only writers pay for it
-
-        tokens = credentials.tokens
-        doc = tomlkit.document()
-        t = tomlkit.table()
-        t.add("access", tokens.access)
-        t.add("refresh", tokens.refresh)
-        t.add("access_expires_at", format_instant(tokens.access_expires_at))
-        t.add("refresh_expires_at", format_instant(tokens.refresh_expires_at))
-        doc.add("tokens", t)
-        u = tomlkit.table()
-        u.add("username", credentials.username)
-        doc.add("user", u)
-        s = tomlkit.table()
-        s.add("url", credentials.server_url)
-        doc.add("server", s)
-        return tomlkit.dumps(doc).encode("utf-8")
 
     def _write_atomically(self, data: bytes) -> None:
         directory = self._path.parent
@@ -403,7 +418,7 @@ class TomlCredentialRepository:
             raise self._file_error(exc, self._lock_path) from None
         if st is not None:
             if stat.S_ISLNK(st.st_mode):
-                raise CredentialsFileError(self._path, f"{self._lock_path} is a symbolic link")
+                raise CredentialsFileError(self._path, symlink=self._lock_path)
             if not stat.S_ISREG(st.st_mode):
                 raise CredentialsFileError(self._path, f"{self._lock_path} is not a regular file")
             if _IS_WINDOWS or not st.st_mode & _LOOSE_BITS:
@@ -434,6 +449,56 @@ class TomlCredentialRepository:
                 )
             return self._filelock
 
+    # -- who holds the lock ---------------------------------------------------------------
+
+    def _mark_holder(self, lock: BaseFileLock, pid: int | None) -> None:
+        """Write our PID into the lock file (``None``: empty it), best effort, POSIX only.
+
+        Through filelock's own descriptor of the locked file: opening and closing another one
+        would drop the lock where ``flock`` is emulated with POSIX locks (NFS). Not under the soft
+        fallback of filelock 4 (flock-less file systems), whose lock file is filelock's record.
+        """
+        if _IS_WINDOWS:
+            return
+        context = getattr(lock, "_context", None)
+        fd = getattr(context, "lock_file_fd", None)
+        if not isinstance(fd, int) or getattr(context, "soft_fallback", False):
+            return
+        with suppress(OSError):
+            os.ftruncate(fd, 0)
+            if pid is not None:
+                os.pwrite(fd, f"{pid}\n".encode("ascii"), 0)
+
+    def _lock_holder(self) -> str | None:
+        """Who holds the lock, for the timeout message ("process 1234"); None when unknown."""
+        pid = _flock_holder_pid(self._lock_path) or self._recorded_holder_pid()
+        return f"process {pid}" if pid else None
+
+    def _recorded_holder_pid(self) -> int | None:
+        """The PID a holder wrote into the lock file, if that process is alive."""
+        if _IS_WINDOWS:
+            return None  # os.kill(pid, 0) would terminate the process there
+        try:
+            fd = os.open(self._lock_path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            text = os.read(fd, 64).decode("ascii", "replace").strip()
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if not text.isdigit() or not 0 < int(text) < 1 << 22:
+            return None
+        pid = int(text)
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            return None  # a holder killed before it could empty the file
+        except OSError:
+            pass  # EPERM: alive, another user's
+        return pid
+
     # -- helpers -------------------------------------------------------------------------
 
     def _refuse_symlink(self, path: Path) -> None:
@@ -444,12 +509,12 @@ class TomlCredentialRepository:
         except OSError as exc:
             raise self._file_error(exc, path) from None
         if stat.S_ISLNK(st.st_mode):
-            raise CredentialsFileError(self._path, f"{path} is a symbolic link")
+            raise CredentialsFileError(self._path, symlink=path)
 
     def _file_error(self, exc: OSError, where: Path | None = None) -> CredentialsFileError:
-        detail = f"{where or self._path}: {exc.strerror or type(exc).__name__}"
         if exc.errno == errno.ELOOP:
-            detail = f"{where or self._path} is a symbolic link"
+            return CredentialsFileError(self._path, symlink=where or self._path)
+        detail = f"{where or self._path}: {exc.strerror or type(exc).__name__}"
         return CredentialsFileError(self._path, detail)
 
 
@@ -459,18 +524,38 @@ def _filelock() -> Any:
     return filelock
 
 
-def _table(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    value = doc[name]
-    if not isinstance(value, dict):
-        raise TypeError(name)
-    return value
+def _tomlkit() -> Any:
+    import tomlkit  # lazy: only writers pay for it
+
+    return tomlkit
 
 
-def _text(table: dict[str, Any], name: str) -> str:
-    value = table[name]
-    if not isinstance(value, str) or not value.strip():
-        raise TypeError(name)
-    return value
+def _flock_holder_pid(lock_path: Path) -> int | None:
+    """Linux: the process holding a lock on ``lock_path``'s inode, from ``/proc/locks``."""
+    try:
+        st = os.stat(lock_path, follow_symlinks=False)
+        with open(_PROC_LOCKS, encoding="ascii", errors="replace") as fh:
+            lines = fh.read(1 << 20).splitlines()
+    except OSError:
+        return None
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    exact: list[int] = []
+    same_inode: list[int] = []
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:2146826 0 EOF"; a waiter's line has "->"
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->" or not fields[4].isdigit():
+            continue
+        pid = int(fields[4])
+        if pid <= 0:
+            continue  # in another PID namespace
+        if fields[5] == device:
+            exact.append(pid)
+        elif fields[5].rsplit(":", 1)[-1] == str(st.st_ino):
+            same_inode.append(pid)  # overlay file systems report the underlying device
+    if exact:
+        return exact[0]
+    return same_inode[0] if len(same_inode) == 1 else None
 
 
 def _replace(src: Path, dst: Path) -> None:
