@@ -3,7 +3,12 @@
     with RefServer(tmp_dir) as server:
         server.url, server.ca_path
         server.add_fault("/api/v1/token/refresh/", status=503, count=1)
-        server.stats()["requests"]
+        server.add_fault("/oauth/token", after_view=True, close=True)     # processed, answer lost
+        server.set_options(oauth_metadata="off", opaque_tokens=True)      # see refserver.options.Options
+        server.approve_device(verification_uri_complete)                  # see refserver.approve
+        server.stats()["requests"], server.events(), server.refresh_token_accepted(token)
+
+See README.md beside this file for the endpoints and the whole control API.
 """
 
 from __future__ import annotations
@@ -241,7 +246,9 @@ class RefServer:
         return self.control("GET", "lifetimes")
 
     def set_lifetimes(self, access: float | None = None, refresh: float | None = None, ws: float | None = None) -> dict[str, float]:
-        """Lifetimes in seconds of tokens issued from now on; None leaves one unchanged."""
+        """Lifetimes in seconds of tokens issued from now on, by the password and the OAuth server alike (OAuth refresh
+        tokens, as django-oauth-toolkit counts them, die `refresh` seconds after their access token expires); None
+        leaves one unchanged."""
         changes = {"access": access, "refresh": refresh, "ws": ws}
         return self.control("POST", "lifetimes", {key: value for key, value in changes.items() if value is not None})
 
