@@ -153,8 +153,10 @@ def test_sixteen_processes_with_an_expired_token_refresh_exactly_once(e2e: E2E, 
     def when_expired_release_with_a_slow_refresh():
         wait_for(lambda: datetime.now(UTC) > expiry + timedelta(seconds=1), "the access token to expire", 10)
         server.reset_stats()
-        # The one refresh takes 1 s: every process surely finds the token expired and contends.
-        server.add_fault(REFRESH_PATH, delay=1.0, count=1)
+        # The one refresh is held 4 s (under the client's 5 s read timeout): time for all 16 released
+        # workers, already imported and polling every 5 ms, to find the token expired and queue on the
+        # lock even on a loaded machine (a generous bound; the server has no hold-until-released fault).
+        server.add_fault(REFRESH_PATH, delay=4.0, count=1)
 
     runs = run_burst(e2e, tmp_path, PROCESSES, when_expired_release_with_a_slow_refresh)
 

@@ -80,12 +80,22 @@ async def test_snapshot_first_then_pushed_events(server: RefServer, auth: Record
     await bounded(scenario())
 
 
+async def poll_until(condition, bound: float = 30.0, step: float = 0.1) -> None:
+    """Poll ``condition`` (blocking: run in a thread) until true; fail after ``bound`` s (a hang bound)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + bound
+    while not await asyncio.to_thread(condition):
+        assert loop.time() < end, "condition not reached within the hang bound"
+        await asyncio.sleep(step)
+
+
 async def test_pings_are_answered_and_not_returned(server: RefServer, auth: RecordingAuthClient) -> None:
     async def scenario() -> None:
         async with WebSocketClient(auth) as ws:
             assert (await ws.receive())["type"] == "snapshot"
-            # the server pings every second; the client answers in the background
-            await asyncio.sleep(max(2.5, 2.5 * server.ping_interval))
+            # the server pings every second; the client answers in the background: wait until two
+            # pongs came back (polled, with a generous hang bound) instead of sleeping a fixed time
+            await poll_until(lambda: len(server.stats()["pongs"]) >= 2)
             await asyncio.to_thread(server.ws_send, {"type": "event", "id": 1})
             assert await ws.receive() == {"type": "event", "id": 1}
         pongs = server.stats()["pongs"]
@@ -221,7 +231,7 @@ async def test_no_token_reaches_any_log_record_or_stderr_at_debug(
                 await asyncio.to_thread(server.ws_disconnect, 1000)
                 assert (await ws.receive())["type"] == "snapshot"
                 assert (await ws.receive())["type"] == "snapshot"
-                await asyncio.sleep(1.5)  # a ping or two
+                await poll_until(lambda: server.stats()["pongs_received"] >= 1)  # a ping answered
 
         await bounded(scenario())
         secrets += [auth.credentials().tokens.access, auth.credentials().tokens.refresh]
