@@ -236,7 +236,8 @@ class RefServer:
         """{"requests": {path: n}, "connections": n, "ws_handshakes": {"attempted","accepted","denied"},
         "pongs_received": n, "pongs": [{"timestamp","matched","user"}], "ws_messages_received": n,
         "log": [{"time","type","method","path","query","client","has_authorization","fault","status"}]}
-        (`status` is what the client got, None if nothing; after-view faults add the view's `view_status`)"""
+        (`status`: the answer sent, None if none was, even if the client had gone; after-view faults add the view's
+        `view_status`)"""
         return self.control("GET", "stats")
 
     def reset_stats(self) -> None:
