@@ -3,7 +3,10 @@ against the reference server over TLS, always at DEBUG, and fails on any secret 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -18,6 +21,26 @@ from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME, RefServer
 BIN = Path(sys.executable).parent
 CLI = str(BIN / ("kitty-auth.exe" if os.name == "nt" else "kitty-auth"))
 HANG_LIMIT = 60  # generous upper bound: catches hangs, asserts nothing about speed
+
+
+_VERIFIER_RUN = re.compile(r"[A-Za-z0-9._~-]{43,}")
+
+
+def pkce_verifiers_in(text: str, challenges: set[str]) -> list[str]:
+    """Substrings of ``text`` whose S256 challenge is one of ``challenges`` (the verifier is never seen
+    directly: only its challenge travels in the authorization URL). Checks every 43-character window
+    (our verifiers' length) and every whole run of verifier characters."""
+    if not challenges:
+        return []
+
+    def challenge(candidate: str) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(candidate.encode()).digest()).rstrip(b"=").decode()
+
+    found = []
+    for run in _VERIFIER_RUN.findall(text):
+        windows = {run[i:i + 43] for i in range(len(run) - 42)} | ({run} if len(run) <= 128 else set())
+        found += [w for w in windows if challenge(w) in challenges]
+    return found
 
 
 @dataclass
@@ -39,6 +62,7 @@ class E2E:
     server: RefServer
     home: Path
     secrets: set[str] = field(default_factory=set)
+    pkce_challenges: set[str] = field(default_factory=set)  # S256 challenges seen: their verifiers are secrets
     outputs: list[str] = field(default_factory=list)
 
     @property
@@ -95,15 +119,22 @@ class E2E:
             self.secrets.update(line for line in out.read_text().splitlines() if line)
         return self._record(Run(["python", "-c", code], proc.returncode, proc.stdout, proc.stderr))
 
+    def server_log(self) -> str:
+        """The server's log without its start-up banner, which shows the seeded demo password to
+        whoever started the server by hand (printed once, before any request: not a leak of ours)."""
+        text = self.server.log_path.read_text(errors="replace")
+        return re.sub(r"(?ms)^refserver ready on .*?^  stop with Ctrl-C$", "", text, count=1)
+
     def assert_no_leaks(self) -> None:
         self.remember_tokens()
         secrets = {s for s in self.secrets if len(s) >= 8}
         # A JWT's header part is predictable, so its payload or signature alone is as good as
         # the whole token: look for those too (both are unique per token).
         secrets |= {part for s in list(secrets) if s.count(".") == 2 for part in s.split(".")[1:] if len(part) >= 16}
-        for text in self.outputs + [self.server.log_path.read_text(errors="replace")]:
+        for text in self.outputs + [self.server_log()]:
             for secret in secrets:
                 assert secret not in text, "a secret value leaked into output or a log"
+            assert not pkce_verifiers_in(text, self.pkce_challenges), "a PKCE verifier leaked into output or a log"
 
 
 @pytest.fixture

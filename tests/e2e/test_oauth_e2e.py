@@ -1,0 +1,382 @@
+"""OAuth logins end to end: the installed `kitty-auth` CLI against the reference server (django-oauth-toolkit) over TLS,
+with a real Chromium (Debian's /usr/bin/chromium, driven by Playwright) doing what the user does in the browser.
+
+The CLI opens the browser through Python's `webbrowser`, so `BROWSER` points at a script that writes the URL to a
+file; the test then drives Chromium to it, signs in on the server's page and approves (or denies). Everything runs at
+DEBUG, and the leak check (conftest) also looks for the authorization codes, the device codes and, through their S256
+challenges, the PKCE verifiers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from e2e.conftest import CLI, E2E, HANG_LIMIT, Run
+from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+# ------------------------------------------------------------------------------------------- the browser
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    # The test's browser trusts the test server's certificate like a user's would trust a real one; the CLI itself
+    # verifies TLS against SSL_CERT_FILE.
+    context = chromium.new_context(ignore_https_errors=True)
+    context.set_default_timeout(HANG_LIMIT * 1000)
+    yield context.new_page()
+    context.close()
+
+
+def sign_in(page: Page) -> None:
+    """The server's login page, as a user fills it in."""
+    page.fill("#id_username", DEMO_USERNAME)
+    page.fill("#id_password", DEMO_PASSWORD)
+    page.click("form#login button[type=submit]")
+
+
+# ------------------------------------------------------------------------------------------- the CLI
+
+
+@dataclass
+class Running:
+    """A `kitty-auth auth ...` process while the user acts; its stderr is read as it comes."""
+
+    e2e: E2E
+    proc: subprocess.Popen[str]
+    args: list[str]
+    url_file: Path
+    stderr_lines: list[str] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self.changed:
+                self.stderr_lines.append(line)
+                self.changed.notify_all()
+        with self.changed:
+            self.stderr_lines.append("")  # end of output
+            self.changed.notify_all()
+
+    def wait_for_line(self, starts: str) -> str:
+        """The first stderr line (stripped) that starts with ``starts``, once it has been written."""
+        deadline = time.monotonic() + HANG_LIMIT
+        with self.changed:
+            while True:
+                for line in self.stderr_lines:
+                    if line.strip().startswith(starts):
+                        return line.strip()
+                if "" in self.stderr_lines:
+                    raise AssertionError(f"the CLI ended without {starts!r}: {''.join(self.stderr_lines)}")
+                if not self.changed.wait(max(0.0, deadline - time.monotonic())):
+                    raise AssertionError(f"no line starting {starts!r} within {HANG_LIMIT} s")
+
+    def browser_url(self) -> str:
+        """The URL the CLI handed to the browser (BROWSER script), with its PKCE challenge remembered."""
+        deadline = time.monotonic() + HANG_LIMIT
+        while not (self.url_file.exists() and self.url_file.read_text().strip()):
+            assert self.proc.poll() is None, "the CLI ended before opening a browser"
+            assert time.monotonic() < deadline, "the CLI never opened a browser"
+            time.sleep(0.05)
+        url = self.url_file.read_text().strip().splitlines()[0]
+        self.e2e.pkce_challenges.add(dict(parse_qsl(urlsplit(url).query))["code_challenge"])
+        return url
+
+    def finish(self) -> Run:
+        assert self.proc.stdout is not None
+        stdout = self.proc.stdout.read()  # stderr belongs to the reader thread (communicate would race it)
+        self.proc.wait(timeout=HANG_LIMIT)
+        with self.changed:
+            while "" not in self.stderr_lines:
+                self.changed.wait(HANG_LIMIT)
+        return self.e2e._record(Run(self.args, self.proc.returncode, stdout, "".join(self.stderr_lines)))
+
+
+def start(e2e: E2E, tmp_path: Path, *args: str, **env: str) -> Running:
+    url_file = tmp_path / "browser-url.txt"
+    script = tmp_path / "browser.sh"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{url_file}"\n')
+    script.chmod(0o755)
+    full_env = e2e.env(**{"BROWSER": str(script), **env})
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        full_env.pop(name, None)
+    proc = subprocess.Popen([CLI, "auth", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=full_env)
+    return Running(e2e, proc, list(args), url_file)
+
+
+def callback_code(e2e: E2E, page: Page) -> None:
+    """The authorization code the browser carried to the loopback callback joins the secrets."""
+    params = dict(parse_qsl(urlsplit(page.url).query))
+    assert "code" in params or "error" in params, page.url
+    e2e.secrets.update(value for name, value in params.items() if name == "code")
+
+
+def pending_device_codes(e2e: E2E) -> None:
+    """Device codes live only between the CLI and the token endpoint: read them from the server's database."""
+    with sqlite3.connect(e2e.server.state_dir / "db.sqlite3", timeout=10) as db:
+        codes = {row[0] for row in db.execute("SELECT device_code FROM oauth2_provider_devicegrant")}
+    assert codes, "no pending device code on the server"
+    e2e.secrets.update(codes)
+
+
+def stored(e2e: E2E) -> dict:  # type: ignore[type-arg]
+    return tomllib.loads(e2e.credentials.read_text())
+
+
+def browser_login(e2e: E2E, page: Page, tmp_path: Path, *args: str) -> Run:
+    running = start(e2e, tmp_path, "login", *args)
+    page.goto(running.browser_url())
+    sign_in(page)
+    page.click("input[name=allow]")
+    page.wait_for_url("http://127.0.0.1:*/callback?*")
+    callback_code(e2e, page)
+    assert "Logged in" in page.inner_text("h1")
+    run = running.finish()
+    assert run.returncode == 0, run.output
+    return run
+
+
+def device_login(e2e: E2E, page: Page, tmp_path: Path, *args: str) -> Run:
+    running = start(e2e, tmp_path, "login", "--device", *args)
+    running.wait_for_line("The code expires in")
+    lines = [line.strip() for line in running.stderr_lines]
+    complete = lines[lines.index("To log in, open this URL in a browser on any device:") + 1]
+    pending_device_codes(e2e)
+    page.goto(complete)
+    sign_in(page)
+    page.click("button[type=submit], input[type=submit]")  # the code is filled in from the complete URI
+    page.click("[name=action][value=accept]")
+    page.wait_for_selector("text=Authorized")
+    run = running.finish()
+    assert run.returncode == 0, run.output
+    return run
+
+
+# ------------------------------------------------------------------------------------------- browser login
+
+
+def test_browser_login_stores_an_oauth_session_and_the_page_tells_the_truth(e2e: E2E, page: Page, tmp_path: Path) -> None:
+    run = browser_login(e2e, page, tmp_path)  # no flag: the server's metadata says OAuth, a browser can be opened
+    assert "Waiting up to 5 minutes" in run.stderr and "/oauth/authorize?" in run.stderr  # URL always printed
+    assert run.stdout.startswith(f"Logged in as {DEMO_USERNAME} at {e2e.server.url}")
+    data = stored(e2e)
+    assert data["oauth"]["client_id"] == "cli_native"
+    assert data["oauth"]["token_endpoint"] == e2e.server.url + "/oauth/token"
+    assert oct(e2e.credentials.stat().st_mode & 0o777) == "0o600"
+    status = e2e.cli("status", "--json")
+    assert status.returncode == 0
+    info = json.loads(status.stdout)
+    assert info["login_method"] == "web" and info["username"] == DEMO_USERNAME and info["session_id"]
+    assert info["team_slug"]
+
+
+def test_browser_denial_exits_1_and_stores_nothing(e2e: E2E, page: Page, tmp_path: Path) -> None:
+    running = start(e2e, tmp_path, "login", "--web")
+    page.goto(running.browser_url())
+    sign_in(page)
+    page.click("form#authorizationForm input[type=submit]:not([name=allow])")  # Cancel
+    page.wait_for_url("http://127.0.0.1:*/callback?*")
+    assert "Login denied" in page.inner_text("h1")
+    run = running.finish()
+    assert run.returncode == 1 and "denied in the browser" in run.stderr
+    assert not e2e.credentials.exists()
+
+
+def test_state_mismatch_is_refused_and_the_real_callback_still_logs_in(e2e: E2E, page: Page, tmp_path: Path) -> None:
+    running = start(e2e, tmp_path, "login", "--web")
+    url = running.browser_url()
+    redirect = dict(parse_qsl(urlsplit(url).query))["redirect_uri"]
+    forged = page.context.new_page()
+    forged.goto(f"{redirect}?code=forged-code-0123456789&state=not-this-login")
+    assert "Not this login" in forged.inner_text("h1") and "logged in" not in forged.content().lower()
+    forged.goto(f"{redirect}?code=forged-code-0123456789")  # no state at all
+    assert "Not this login" in forged.inner_text("h1")
+    running.wait_for_line("Ignored a browser callback")
+    page.goto(url)
+    sign_in(page)
+    page.click("input[name=allow]")
+    page.wait_for_url("http://127.0.0.1:*/callback?*")
+    callback_code(e2e, page)
+    assert "Logged in" in page.inner_text("h1")
+    run = running.finish()
+    assert run.returncode == 0, run.output
+    # A replayed callback after the login is over reaches nobody: the port is closed.
+    with pytest.raises(Exception):  # noqa: B017 - any network error from the closed port
+        forged.goto(page.url, timeout=5000)
+
+
+# ------------------------------------------------------------------------------------------- device login
+
+
+def test_device_login_in_the_browser(e2e: E2E, page: Page, tmp_path: Path) -> None:
+    e2e.server.reset_stats()
+    run = device_login(e2e, page, tmp_path)
+    assert "or open " in run.stderr and "and enter the code:" in run.stderr  # verification_uri and user_code too
+    assert stored(e2e)["session"]["method"] == "device"
+    # One poll after approval completes the login (RFC 8628: within one interval of approval).
+    log = e2e.server.stats()["log"]
+    polls = [entry for entry in log if entry["path"] == "/oauth/token"]
+    assert polls and polls[-1]["status"] == 200
+    approved_at = max(i for i, entry in enumerate(log) if entry["path"].startswith("/oauth/device/confirm")
+                      and entry["method"] == "POST")
+    assert [entry["status"] for entry in log[approved_at:] if entry["path"] == "/oauth/token"] == [200]
+
+
+def test_device_code_expiry_exits_1_and_stores_nothing(e2e: E2E, tmp_path: Path) -> None:
+    running = start(e2e, tmp_path, "login", "--headless")
+    running.wait_for_line("The code expires in")
+    pending_device_codes(e2e)
+    assert e2e.server.expire_device_codes() == 1
+    run = running.finish()
+    assert run.returncode == 1 and "expired" in run.stderr and not e2e.credentials.exists()
+
+
+def test_device_slow_down_is_obeyed(e2e: E2E, page: Page, tmp_path: Path) -> None:
+    e2e.server.set_options(device_slow_down=1)
+    e2e.server.reset_stats()
+    device_login(e2e, page, tmp_path)
+    log = [entry for entry in e2e.server.stats()["log"] if entry["path"] == "/oauth/token"]
+    times = [entry["time"] for entry in log]
+    # After the slow_down the interval is 1 + 5 s: no two later polls closer than that (minus scheduling slack).
+    assert all(later - earlier >= 5.5 for earlier, later in zip(times[1:], times[2:], strict=False))
+
+
+# ------------------------------------------------------------------------------------------- the session
+
+
+def test_an_oauth_session_refreshes_rotates_and_serves_the_library(e2e: E2E, page: Page, tmp_path: Path) -> None:
+    device_login(e2e, page, tmp_path)
+    first = stored(e2e)["tokens"]
+    run = e2e.library(
+        "import kitty_auth\n"
+        "client = kitty_auth.AuthClient()\n"
+        "client.refresh_tokens()\n"
+        "assert client.get_access_token()\n"
+        "ws = client.obtain_ws_token()\n"
+        "import os; open(os.environ['E2E_SECRETS_OUT'], 'a').write(ws.ws_token + '\\n')\n"
+        "client.close()\n"
+    )
+    assert run.returncode == 0, run.output
+    second = stored(e2e)["tokens"]
+    assert second["refresh"] != first["refresh"] and second["access"] != first["access"]
+    assert not e2e.server.refresh_token_accepted(first["refresh"])  # rotated out
+    assert e2e.server.refresh_token_accepted(second["refresh"])
+    assert stored(e2e)["session"]["method"] == "device"
+
+
+def test_logout_revokes_and_the_server_refuses_the_old_refresh_token(e2e: E2E, page: Page, tmp_path: Path) -> None:
+    browser_login(e2e, page, tmp_path)
+    refresh = stored(e2e)["tokens"]["refresh"]
+    run = e2e.cli("logout")
+    assert run.returncode == 0, run.output
+    assert run.stdout.splitlines() == ["Logged out; stored credentials removed.", "The server revoked the session."]
+    assert not e2e.credentials.exists()
+    assert not e2e.server.refresh_token_accepted(refresh)
+
+
+def test_offline_logout_still_logs_out(e2e: E2E, page: Page, tmp_path: Path) -> None:
+    browser_login(e2e, page, tmp_path)
+    refresh = stored(e2e)["tokens"]["refresh"]
+    e2e.server.add_fault("/oauth/revoke", status=503, count=1)
+    run = e2e.cli("logout")
+    assert run.returncode == 0 and run.stdout.startswith("Logged out") and "not revoked" in run.stdout
+    assert not e2e.credentials.exists() and e2e.server.refresh_token_accepted(refresh)
+
+
+# ------------------------------------------------------------------------------------------- method and metadata
+
+
+def test_a_password_server_keeps_the_prompts(e2e: E2E) -> None:
+    e2e.server.set_options(oauth_metadata="off")
+    e2e.secrets.add(DEMO_PASSWORD)
+    run = e2e.cli("login", input=f"{DEMO_USERNAME}\n{DEMO_PASSWORD}\n")
+    assert run.returncode == 0, run.output
+    assert "Username: " in run.stderr and stored(e2e).get("oauth") is None
+
+
+@pytest.mark.parametrize(("mode", "says"), [("error", "HTTP 500"), ("html", "not understood"),
+                                            ("bad_json", "not understood")])
+def test_broken_metadata_is_an_error_never_a_fallback(e2e: E2E, mode: str, says: str) -> None:
+    e2e.server.set_options(oauth_metadata=mode)
+    run = e2e.cli("login", input=f"{DEMO_USERNAME}\n{DEMO_PASSWORD}\n")
+    assert run.returncode == 1 and says in run.stderr and "metadata" in run.stderr
+    assert "Username" not in run.stderr and not e2e.credentials.exists()
+
+
+@pytest.mark.parametrize("endpoint", ["authorization_endpoint", "token_endpoint", "revocation_endpoint"])
+@pytest.mark.parametrize("mode", ["foreign_origin", "http_endpoint"])
+def test_an_endpoint_off_origin_or_not_https_is_refused_before_anything_is_sent(e2e: E2E, tmp_path: Path,
+                                                                              mode: str, endpoint: str) -> None:
+    e2e.server.set_options(oauth_metadata=mode, oauth_metadata_endpoint=endpoint)
+    e2e.server.reset_stats()
+    run = e2e.cli("login", "--web", BROWSER=str(tmp_path / "no-browser"))
+    assert run.returncode == 1 and "refusing to log in there" in run.stderr
+    assert [entry["path"] for entry in e2e.server.stats()["log"]] == ["/.well-known/oauth-authorization-server"]
+
+
+def test_without_metadata_device_uses_the_default_paths(e2e: E2E, page: Page, tmp_path: Path) -> None:
+    e2e.server.set_options(oauth_metadata="off")
+    device_login(e2e, page, tmp_path)
+    assert stored(e2e)["oauth"]["token_endpoint"] == e2e.server.url + "/oauth/token"
+
+
+def test_no_browser_in_auto_mode_falls_back_to_the_device_flow(e2e: E2E, tmp_path: Path) -> None:
+    running = start(e2e, tmp_path, "login", BROWSER="/bin/false")
+    running.wait_for_line("The code expires in")
+    pending_device_codes(e2e)
+    running.proc.terminate()
+    run = running.finish()
+    assert run.returncode != 0 and not e2e.credentials.exists()
+
+
+def test_ctrl_c_while_polling_exits_130_and_stores_nothing(e2e: E2E, tmp_path: Path) -> None:
+    running = start(e2e, tmp_path, "login", "--device")
+    running.wait_for_line("The code expires in")
+    pending_device_codes(e2e)
+    running.proc.send_signal(signal.SIGINT)  # as Ctrl-C
+    run = running.finish()
+    assert run.returncode == 130 and "Aborted." in run.stderr and not e2e.credentials.exists()
+
+
+def test_the_leak_check_sees_codes_and_verifiers(e2e: E2E) -> None:
+    """Guards the guard: a verifier is found through its challenge, a device code as a plain secret."""
+    from e2e.conftest import pkce_verifiers_in
+    from kitty_auth.domain.oauth import pkce_challenge, pkce_verifier
+
+    verifier = pkce_verifier(os.urandom(32))
+    assert pkce_verifiers_in(f"POST body code_verifier={verifier}&x=1", {pkce_challenge(verifier)}) == [verifier]
+    leaky = E2E(server=e2e.server, home=e2e.home, secrets={"dc-device-code-0123"}, outputs=["dc-device-code-0123"])
+    with pytest.raises(AssertionError):
+        leaky.assert_no_leaks()
+
