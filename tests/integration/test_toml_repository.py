@@ -287,6 +287,23 @@ def test_unreadable_file_is_a_credentials_file_error(repo, path) -> None:
 
 
 @posix_only
+def test_clear_removes_a_file_it_may_not_read(repo, path) -> None:
+    """Logout must not leave a session behind because the file is another user's (in our folder)."""
+    repo.save(make_credentials())
+    path.chmod(0o000)
+    outcome = run_with_permission_bits_enforced(
+        """
+        import sys
+        from kitty_auth.adapters.toml_repository import TomlCredentialRepository
+        print(TomlCredentialRepository(sys.argv[1], lock_timeout=2.0).clear())
+        """,
+        str(path),
+    )
+    assert outcome == "True"
+    assert not path.exists()
+
+
+@posix_only
 def test_unwritable_home_is_a_credentials_file_error(repo, path, home) -> None:
     repo.save(make_credentials())
     before = path.read_bytes()

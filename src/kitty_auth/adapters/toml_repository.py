@@ -9,7 +9,7 @@ The layout, and how a save keeps every table, key and comment that is not ours, 
 * **Read, edit, replace, all under the lock.** ``save`` reads the current file (the same
   non-following read as ``load``) with the lock held, edits our keys into it and replaces it;
   ``clear`` removes only our keys, and the file itself when nothing else is left in it (or it
-  cannot be parsed). A file with no session in it (only another program's tables) loads as
+  cannot be parsed, or we may not read it). A file with no session in it (only another program's tables) loads as
   None. The host's tracker store, which writes the file in place under a lock of its own, is
   the one writer we cannot exclude.
 * **Atomic, private writes.** A save writes a temporary file ``.<name>.tmp-<random>`` in the same
@@ -45,8 +45,9 @@ The layout, and how a save keeps every table, key and comment that is not ours, 
   filelock versions that truncate the file on open erase the PID; the message then names the
   lock alone.
 * **Windows.** POSIX permission bits are not checked or tightened there (they mean little),
-  ``O_NOFOLLOW`` is used only where it exists (an ``lstat`` check always runs first), and the
-  directory fsync is skipped.
+  ``O_NOFOLLOW`` is used only where it exists (an ``lstat`` check always runs first), the
+  directory fsync is skipped, and no PID is written or checked (``os.kill(pid, 0)`` would end
+  the process there).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ _DIR_MODE = 0o700
 _LOOSE_BITS = 0o077
 _MAX_FILE_BYTES = 1 << 20  # a credentials file is < 4 KiB; refuse to slurp something huge
 _PROC_LOCKS = "/proc/locks"  # Linux: who holds which lock
+_UNPARSABLE = b"\xff"  # stands for a file we cannot read or parse: clear() removes it
 
 
 def lock_path_for(path: Path) -> Path:
@@ -161,9 +163,11 @@ class TomlCredentialRepository:
         with self.lock():
             self._remove_stale_temp_files()
             try:
-                data = self._read(tighten=False)
+                # A file we may not read (another user's, in our folder) or too large to be ours
+                # is removed like any unparsable one: logout must not leave a session behind.
+                data = self._read(tighten=False, unreadable=_UNPARSABLE)
             except CorruptCredentialsError:
-                data = b"\xff"  # too large to be ours: removed like any unparsable file
+                data = _UNPARSABLE
             if data is None:
                 return False
             try:
@@ -214,10 +218,11 @@ class TomlCredentialRepository:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _read(self, *, tighten: bool) -> bytes | None:
+    def _read(self, *, tighten: bool, unreadable: bytes | None = None) -> bytes | None:
         """The file's bytes, None when there is no file; never follows a symlink.
 
         ``tighten``: take group/other bits off the file (and a loose home) with a warning.
+        ``unreadable``: returned for a file we may not open, instead of CredentialsFileError.
         """
         try:
             st = os.lstat(self._path)
@@ -235,6 +240,10 @@ class TomlCredentialRepository:
             fd = os.open(self._path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY | _O_NONBLOCK)
         except FileNotFoundError:
             return None  # removed since the lstat: logged out
+        except PermissionError as exc:
+            if unreadable is not None:
+                return unreadable
+            raise self._file_error(exc) from None
         except OSError as exc:  # ELOOP: a symlink appeared since the lstat
             raise self._file_error(exc) from None
         try:
