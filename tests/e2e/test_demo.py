@@ -19,5 +19,6 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind():
     assert "Logged in as demo@spec-kitty.test" in out
     assert "obtained a ws token (value not shown)" in out
     assert "Logged out; stored credentials removed." in out
+    assert "Login method:   device code" in out and "the server now refuses the old refresh token" in out
     assert "Demo finished: every step behaved as expected." in out
     assert "Traceback" not in out + proc.stderr

@@ -1,8 +1,10 @@
 """`make demo`: the main job end to end against the local reference server, narrated for a newcomer.
 
 Starts the reference server (Django + simplejwt over TLS on 127.0.0.1), then, in a throw-away
-spec-kitty home, runs the installed `spec-kitty` CLI to log in, show status, obtain a ws token
-(through the library, as spec-kitty's live sync does), and log out. Stops the server at the end,
+spec-kitty home, runs the installed `kitty-auth` CLI to log in, show status, obtain a ws token
+(through the library, as spec-kitty's live sync does), and log out; then logs in again with an
+OAuth device code (approved on the server's pages over HTTPS, as a user would in a browser) and
+logs out with revocation. Stops the server at the end,
 whatever happens; nothing is left running and your own ~/.spec-kitty is never touched.
 """
 
@@ -13,6 +15,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,6 +58,51 @@ def run(args: list[str], env: dict[str, str], stdin: str | None = None, shown: s
     return proc.returncode
 
 
+def device_login_and_revoke(server: RefServer, env: dict[str, str]) -> int:
+    """spec-kitty 3.x's way in: a device code approved in a browser, then a logout that revokes the session.
+
+    The demo approves on the server's own pages over HTTPS (sign in, confirm the code), as the user
+    would in a browser on their phone or laptop.
+    """
+    failures = 0
+    step("OAuth device login (RFC 8628), as on a headless or SSH machine: the CLI shows a code and waits")
+    print("$ kitty-auth auth login --device")
+    proc = subprocess.Popen([CLI, "auth", "login", "--device"], env=env, text=True, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None and proc.stdout is not None
+    shown: list[str] = []
+    for line in proc.stderr:  # the instructions, as the user reads them
+        shown.append(line.rstrip("\n"))
+        print("  " + shown[-1])
+        if line.startswith("The code expires in"):
+            break
+    urls = [line.strip() for line in shown if line.strip().startswith("https://")]
+    if not urls:
+        proc.kill()
+        print("  (no verification URL was shown)")
+        return 1
+    print(f"  [the user opens {urls[0]} in a browser, signs in as {DEMO_USERNAME} and approves the device]")
+    server.approve_device(urls[0])
+    rest = proc.stderr.read()
+    out = proc.stdout.read()
+    code = proc.wait(timeout=60)
+    for line in (rest + out).splitlines():
+        print("  " + line)
+    print(f"  (exit code {code})")
+    failures += code != 0
+
+    step("Status shows the identity, team and login method from the server's /api/v1/me")
+    failures += run([CLI, "auth", "status"], env) != 0
+    refresh = tomllib.loads((Path(env["SPEC_KITTY_HOME"]) / "credentials").read_text())["tokens"]["refresh"]
+
+    step("Log out: the file is removed first, then the server revokes the session (RFC 7009)")
+    failures += run([CLI, "auth", "logout"], env) != 0
+    accepted = server.refresh_token_accepted(refresh)
+    print(f"  the server {'still accepts' if accepted else 'now refuses'} the old refresh token")
+    failures += accepted
+    return failures
+
+
 def main() -> int:
     failures = 0
     with tempfile.TemporaryDirectory(prefix="kitty-auth-demo-") as tmp:
@@ -88,6 +136,8 @@ def main() -> int:
             step("Log out: the credentials file is removed")
             failures += run([CLI, "auth", "logout"], env) != 0
             failures += run([CLI, "auth", "status"], env) != 1
+
+            failures += device_login_and_revoke(server, env)
             stats = server.stats()["requests"]
             print(f"\n  requests the server saw: {dict(sorted(stats.items()))}")
             step("Stopping the reference server")
