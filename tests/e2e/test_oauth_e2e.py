@@ -380,3 +380,30 @@ def test_the_leak_check_sees_codes_and_verifiers(e2e: E2E) -> None:
     with pytest.raises(AssertionError):
         leaky.assert_no_leaks()
 
+
+
+# ------------------------------------------------------------------------------------------- logout of password sessions
+
+
+def test_logout_of_a_password_session_blacklists_its_refresh_token(e2e: E2E) -> None:
+    assert e2e.login().returncode == 0
+    refresh = stored(e2e)["tokens"]["refresh"]
+    run = e2e.cli("logout")
+    assert run.stdout.splitlines() == ["Logged out; stored credentials removed.", "The server revoked the session."]
+    assert not e2e.server.refresh_token_accepted(refresh)
+
+
+def test_a_server_without_a_blacklist_endpoint_says_not_revoked(e2e: E2E) -> None:
+    e2e.server.set_options(blacklist_endpoint=False)
+    assert e2e.login().returncode == 0
+    run = e2e.cli("logout")
+    assert run.returncode == 0 and "not revoked: the server has no revocation endpoint" in run.stdout
+
+
+def test_a_revoke_that_hangs_is_abandoned_and_logout_still_succeeds(e2e: E2E, page: Page, tmp_path: Path) -> None:
+    browser_login(e2e, page, tmp_path)
+    e2e.server.add_fault("/oauth/revoke", delay=30, count=1)
+    started = time.monotonic()
+    run = e2e.cli("logout", timeout=20)  # a hang bound: the revoke request itself is bounded by 5 s
+    assert run.returncode == 0 and run.stdout.startswith("Logged out") and "not revoked" in run.stdout
+    assert time.monotonic() - started < 20 and not e2e.credentials.exists()

@@ -50,7 +50,7 @@ class LogoutResult:
 
     removed: bool
     outcome: RevokeOutcome
-    cause: str = ""  # for OFFLINE / REFUSED: the error's own sentence (never a token)
+    cause: str = ""  # OFFLINE: host and cause; REFUSED: the error's own sentence (never a token)
 
     @property
     def revoked(self) -> bool:
@@ -62,8 +62,13 @@ class LogoutResult:
         if self.outcome is RevokeOutcome.REVOKED:
             return "The server revoked the session."
         cause = self.cause.strip().rstrip(".")
-        detail = f" ({cause})" if cause else ""
-        return f"The session was not revoked: {_NOT_REVOKED[self.outcome]}{detail}."
+        if not cause:
+            return f"The session was not revoked: {_NOT_REVOKED[self.outcome]}."
+        if self.outcome is RevokeOutcome.OFFLINE:
+            return f"The session was not revoked: {_NOT_REVOKED[self.outcome]} ({cause})."
+        if cause[:1].isupper() and cause[1:2].islower():  # an error's sentence continues this one
+            cause = cause[0].lower() + cause[1:]
+        return f"The session was not revoked: {cause}."
 
 
 @dataclass(frozen=True)

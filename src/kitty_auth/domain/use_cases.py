@@ -141,9 +141,9 @@ class Logout:
         except RevocationUnsupportedError:
             return LogoutResult(True, RevokeOutcome.NO_ENDPOINT)
         except NetworkError as exc:
-            return LogoutResult(True, RevokeOutcome.OFFLINE, str(exc))
+            return LogoutResult(True, RevokeOutcome.OFFLINE, exc.detail or "")
         except TokenRejectedError:
-            return LogoutResult(True, RevokeOutcome.REFUSED, "it already considered the session invalid")
+            return LogoutResult(True, RevokeOutcome.REFUSED, "the server already considered it invalid")
         except ServerError as exc:
             return LogoutResult(True, RevokeOutcome.REFUSED, str(exc))
         log.info("logout: the server revoked the session")
