@@ -37,6 +37,10 @@ FORBIDDEN_MODULES = {
     "kitty_auth.entrypoints.library",
     "kitty_auth.entrypoints.websocket",
     "kitty_auth.domain.live_sync",
+    # OAuth logins and the browser: only `auth login` may need them (see also test_oauth_startup_imports.py)
+    "kitty_auth.domain.oauth", "kitty_auth.domain.oauth_use_cases", "kitty_auth.domain.oauth_ports",
+    "kitty_auth.adapters.oauth_gateway", "kitty_auth.adapters.oauth_loopback", "kitty_auth.adapters.oauth_browser",
+    "kitty_auth.adapters.oauth_revocation", "kitty_auth.entrypoints.oauth_login", "webbrowser", "http.server",
 }
 
 # Runs `python -m kitty_auth auth <args>` exactly as the shell would (runpy, standalone Click,
