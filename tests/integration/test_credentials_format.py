@@ -264,8 +264,8 @@ def test_keys_that_no_longer_apply_are_removed_and_new_ones_go_after_our_last_ke
     )
 
 
-def _foreign_lines(text: str) -> list[str]:
-    """The lines of ``text`` that are not ours (our keys, our optional tables' headers)."""
+def _foreign_lines(text: str, *, our_headers: tuple[str, ...] = ("session", "oauth")) -> list[str]:
+    """The lines of ``text`` that are not ours (our keys, the headers of ``our_headers``)."""
     kept: list[str] = []
     table = ""
     in_teams = False
@@ -273,7 +273,7 @@ def _foreign_lines(text: str) -> list[str]:
         header = re.match(r"^\[+([^\]]+)\]+", line)
         if header:
             table = header.group(1).strip()
-            if table in ("session", "oauth"):
+            if table in our_headers:
                 continue
         elif in_teams:
             in_teams = line != "]"
@@ -415,14 +415,24 @@ def _value(value: object) -> str:
     return tomlkit.item(value).as_string()
 
 
+OLD_OAUTH = {
+    "session": {"method": '"device"', "id": '"old-session"'},
+    "oauth": {"client_id": '"old-client"', "token_endpoint": '"https://old.example/oauth/token/"'},
+}
+
+
 @st.composite
-def foreign_file(draw: st.DrawFn) -> str:
-    """Our three tables (an old session) among random foreign tables, keys and comments."""
+def foreign_file(draw: st.DrawFn, *, old_oauth: bool = False) -> str:
+    """Our tables (an old session) among random foreign tables, keys and comments."""
     ours = {name: dict(zip(keys, values, strict=True)) for name, keys, values in [
         ("tokens", cf.OUR_KEYS["tokens"], ['"old-a"', '"old-r"', '"2026-01-01T00:00:00Z"', '"2026-01-08T00:00:00Z"']),
         ("user", ("username",), ['"old@example.com"']),
         ("server", ("url",), ['"https://old.example"']),
     ]}
+    if old_oauth:
+        ours["user"]["email"] = '"old@example.com"'
+        ours["user"]["teams"] = '[{id = "1", slug = "old-team"}]'
+        ours.update(OLD_OAUTH)
     blocks: list[str] = []
     for table, items in ours.items():
         lines = [f"[{table}]"]
@@ -453,16 +463,19 @@ def _without_ours(doc: dict[str, object]) -> dict[str, object]:
     for name, value in doc.items():
         if name in cf.OUR_KEYS and isinstance(value, dict):
             value = {k: v for k, v in value.items() if k not in cf.OUR_KEYS[name]}
-            if not value and name in ("session", "oauth"):
-                continue
+            if not value:
+                continue  # a table of ours with nothing else in it
         out[name] = value
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(source=foreign_file(), oauth=st.booleans(), crlf=st.booleans())
-def test_property_any_foreign_content_survives_a_save(source: str, oauth: bool, crlf: bool) -> None:
-    assert tomllib.loads(source)  # the generator makes valid TOML
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), old_oauth=st.booleans(), oauth=st.booleans(), crlf=st.booleans())
+def test_property_any_foreign_content_survives_a_save(data: st.DataObject, old_oauth: bool, oauth: bool,
+                                                       crlf: bool) -> None:
+    source = data.draw(foreign_file(old_oauth=old_oauth))
+    old = cf.parse(source.encode())  # the generator makes a valid file holding the old session
+    assert old is not None and (old.oauth is not None) == old_oauth
     if crlf:
         source = source.replace("\n", "\r\n")
     session = oauth_session() if oauth else password_session()
@@ -474,5 +487,16 @@ def test_property_any_foreign_content_survives_a_save(source: str, oauth: bool, 
     plain_source, plain_out = source.replace("\r\n", "\n"), text.replace("\r\n", "\n")
     # every foreign line and comment, byte for byte and in order
     assert [ln for ln in _foreign_lines(plain_out) if ln] == [ln for ln in _foreign_lines(plain_source) if ln]
-    if not oauth:  # a password session over a password session: blank lines too
+    if not oauth and not old_oauth:  # a password session over a password session: blank lines too
         assert _foreign_lines(plain_out) == _foreign_lines(plain_source)
+    # logging out leaves the same foreign data and lines (or no file, when there were none)
+    rest = cf.without_session(out)
+    foreign = _without_ours(tomllib.loads(source))
+    if rest is None:
+        assert foreign == {}
+    else:
+        assert cf.parse(rest) is None
+        assert _without_ours(tomllib.loads(rest.decode())) == foreign
+        ours = tuple(cf.OUR_KEYS)  # a table of ours is dropped when nothing else is left in it
+        assert [ln for ln in _foreign_lines(rest.decode().replace("\r\n", "\n"), our_headers=ours) if ln] == \
+            [ln for ln in _foreign_lines(plain_source, our_headers=ours) if ln]
