@@ -15,19 +15,15 @@ Layout (CONTRACT.md, "Files and settings"); the password part is exactly what th
     email = "user@example.com"          # OAuth: identity from GET /api/v1/me
     name = "User Name"
     user_id = "42"
-
-    [[user.teams]]                      # OAuth: the teams from /me, rewritten whole on each save
-    id = "7"
-    slug = "acme"
-    name = "Acme"
-    role = "owner"
-    is_private_teamspace = true
+    teams = [                           # OAuth: the teams from /me, rewritten whole on each save
+        {id = "7", slug = "acme", name = "Acme", role = "owner", is_private_teamspace = true},
+    ]
 
     [server]
     url = "https://spec-kitty-dev.fly.dev"
 
-    [session]                           # absent for a password session
-    method = "web"                      # "password", "web" or "device"
+    [session]                           # absent for a password session without an id
+    method = "web"                      # "web" or "device"; absent: "password"
     id = "..."                          # the server's session id, when it named one
 
     [oauth]                             # OAuth sessions: where they are refreshed and revoked
