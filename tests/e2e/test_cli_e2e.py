@@ -21,6 +21,13 @@ from .conftest import CLI, E2E, HANG_LIMIT
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(autouse=True)
+def password_server(e2e: E2E) -> None:
+    """These tests are about a password (simplejwt) server: no OAuth metadata, so plain
+    `auth login` prompts for a username and password (the contract's method choice)."""
+    e2e.server.set_options(oauth_metadata="off")
+
+
 def mode(path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
@@ -310,7 +317,9 @@ def test_ctrl_c_at_a_prompt_exits_130_with_aborted_on_a_line_of_its_own(e2e: E2E
     lines = _ends_with_aborted_on_its_own_line(term)
     assert lines[-2].replace("^C", "").strip() == f"{prompt}:", lines  # the prompt's line holds nothing else
     assert "Traceback" not in term.transcript.decode(errors="replace")
-    assert not e2e.credentials.exists() and e2e.server.stats()["requests"] == {}
+    # Only the metadata look-up that chose the password method; no token request was sent.
+    assert not e2e.credentials.exists()
+    assert set(e2e.server.stats()["requests"]) == {"/.well-known/oauth-authorization-server"}
 
 
 def test_a_slow_server_is_named_on_the_terminal_and_ctrl_c_exits_130(e2e: E2E, terminal):
