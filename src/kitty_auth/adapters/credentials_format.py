@@ -490,12 +490,16 @@ def _put(table: Any, key: str, value: Any) -> None:
             if _is_table_like(item) and not k.is_dotted():
                 break  # sub-tables and arrays of tables come after the keys
             last_key = k
-    if last_key is not None and hasattr(container, "_insert_after"):
+    if last_key is not None:
         # After the last key: tomlkit alone would append after the table's trailing comments,
-        # which belong to the next table.
-        container._insert_after(last_key, key, value)
-    else:
-        table[key] = value
+        # which belong to the next table. (A private method: should a tomlkit release change it,
+        # the key is appended the public way, after those comments.)
+        try:
+            container._insert_after(last_key, key, value)
+            return
+        except (AttributeError, TypeError):
+            pass
+    table[key] = value
 
 
 def _is_table_like(item: object) -> bool:
