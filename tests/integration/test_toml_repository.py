@@ -7,6 +7,7 @@ abandoned by a killed process) elsewhere, and a writer SIGKILLed mid-save.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -733,7 +734,37 @@ def test_login_over_a_file_that_does_not_parse_replaces_it(repo, path, home) -> 
 
 # -- the spec-kitty 2.1.3 host's own CredentialStore, run as a host process ----------------
 
-HOST_SOURCE = Path(os.environ.get("SPEC_KITTY_213_SOURCE", "/work/peers/spec_kitty_cli-2.1.3/specify_cli"))
+HOST_VERSION = "2.1.3"
+
+
+@functools.cache
+def host_source() -> Path:
+    """The host's ``specify_cli`` source: $SPEC_KITTY_213_SOURCE, else the wheel from the package
+    index, downloaded and unpacked once per machine (pip is the only network the tests use)."""
+    configured = os.environ.get("SPEC_KITTY_213_SOURCE")
+    if configured:
+        return Path(configured)
+    import tempfile
+    import zipfile
+
+    root = Path(tempfile.gettempdir()) / f"kitty-auth-spec-kitty-cli-{HOST_VERSION}-src"
+    source = root / "specify_cli"
+    if not (source / "sync" / "auth.py").is_file():
+        download = root.with_name(root.name + f".download-{os.getpid()}")
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                        "--no-deps", "--only-binary", ":all:", "-d", str(download),
+                        f"spec-kitty-cli=={HOST_VERSION}"], check=True, timeout=300)
+        (wheel,) = download.glob("*.whl")
+        unpacked = root.with_name(root.name + f".unpack-{os.getpid()}")
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(unpacked)
+        shutil.rmtree(download, ignore_errors=True)
+        try:
+            os.replace(unpacked, root)  # atomic: concurrent test runs never see a half-unpacked tree
+        except OSError:
+            shutil.rmtree(unpacked, ignore_errors=True)  # another run got there first
+    return source
+
 
 # Loads the host's sync/auth.py (and the two leaf modules it needs) without the rest of the host
 # package, then runs one command against ~/.spec-kitty/credentials with HOME set by the test.
@@ -792,9 +823,10 @@ HOST = textwrap.dedent(
 
 
 def host(home_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert (HOST_SOURCE / "sync" / "auth.py").is_file(), f"the spec-kitty 2.1.3 source is not at {HOST_SOURCE}"
+    source = host_source()
+    assert (source / "sync" / "auth.py").is_file(), f"the spec-kitty 2.1.3 source is not at {source}"
     env = {**os.environ, "HOME": str(home_dir)}
-    result = subprocess.run([sys.executable, "-c", HOST, str(HOST_SOURCE), *args], env=env,
+    result = subprocess.run([sys.executable, "-c", HOST, str(source), *args], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result
@@ -922,7 +954,7 @@ def test_our_lock_path_is_the_hosts_rule(tmp_path) -> None:
 
 def test_a_host_process_holding_the_lock_excludes_us_and_is_named(user_home, host_repo) -> None:
     host_repo.save(_future_session())
-    proc = subprocess.Popen([sys.executable, "-c", HOST, str(HOST_SOURCE), "hold"],
+    proc = subprocess.Popen([sys.executable, "-c", HOST, str(host_source()), "hold"],
                             env={**os.environ, "HOME": str(user_home)}, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
