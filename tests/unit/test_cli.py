@@ -124,11 +124,16 @@ class TestLogin:
     def test_prompts_name_the_server_then_ask_username_and_hidden_password(self, world):
         result = world.run("login", input=f"{USER}\n{PASSWORD}\n")
         assert result.exit_code == 0, result.output
-        assert f"Logging in to {SERVER}." in result.output
+        assert result.output.count(f"Logging in to {SERVER}.") == 1
         assert result.output.index("Logging in to") < result.output.index("Username") < result.output.index("Password")
         assert PASSWORD not in result.output  # hidden input is not echoed
         assert f"Logged in as {USER} at {SERVER}" in result.output
         assert world.repo.credentials.username == USER
+
+    def test_a_given_username_still_names_the_server_before_the_password_prompt(self, world):
+        result = world.run("login", "-u", USER, input=f"{PASSWORD}\n")
+        assert result.exit_code == 0, result.output
+        assert result.output.count(f"Logging in to {SERVER}.") == 1 and "Username" not in result.output
 
     def test_password_stdin_reads_only_the_first_line(self, world):
         world.gateway.users[USER] = "pässwörd ✓"

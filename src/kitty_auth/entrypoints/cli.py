@@ -264,7 +264,7 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
                 team = f" (team {oauth.team_slug})" if oauth.team_slug else ""
                 click.echo(f"Logged in as {oauth.username} at {oauth.server_url}{team}.")
                 return
-        if username is None or not password_stdin:
+        if username is not None and not password_stdin:  # (without -u the line above said it already)
             _echo_err(f"Logging in to {target}.")  # before the first prompt: whom the password goes to
         name = check_username(username if username is not None else _prompt("Username"))  # before the password
         password = _read_password_stdin() if password_stdin else check_password(_prompt("Password", hidden=True))
