@@ -10,6 +10,7 @@ from datetime import datetime
 from kitty_auth.domain.errors import (
     AuthError,
     CorruptCredentialsError,
+    CredentialsFileError,
     CredentialsLockTimeoutError,
     InvalidInputError,
     NetworkError,
@@ -117,8 +118,11 @@ class Logout:
         with self._repo.lock():
             try:
                 session = self._repo.load()
-            except CorruptCredentialsError:
-                session = None  # a corrupt file counts as logged out, and is removed
+            except CredentialsFileError:
+                # A corrupt file counts as logged out, and one we may not read is still ours to
+                # remove from our folder: either way there is nothing to revoke. A symlink is
+                # refused by clear() itself.
+                session = None
             removed = self._repo.clear()
         log.info("logout: %s", "credentials removed" if removed else "nothing stored")
         return LocalLogout(removed=removed, session=session if removed else None)
