@@ -197,7 +197,7 @@ def test_policy_rejects_nonsense() -> None:
         ("https://spec-kitty-dev.fly.dev", "wss://spec-kitty-dev.fly.dev/ws/v1/events/"),
         ("https://127.0.0.1:8443/", "wss://127.0.0.1:8443/ws/v1/events/"),
         ("https://example.test/prefix/", "wss://example.test/prefix/ws/v1/events/"),
-        ("HTTPS://Example.test:443/a/b", "wss://Example.test:443/a/b/ws/v1/events/"),
+        ("HTTPS://Example.test:443/a/b", "wss://example.test:443/a/b/ws/v1/events/"),  # scheme and host case normalised
     ],
 )
 def test_events_url_follows_the_issuing_server(server: str, expected: str) -> None:
