@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kitty_auth import AuthError, InvalidServerUrlError, SessionExpiredError, TLSVerificationError, WebSocketClient
-from kitty_auth.domain.errors import NetworkError, WebSocketError
+from kitty_auth.adapters.websocket_connector import WebsocketsLiveConnector
+from kitty_auth.domain.errors import MalformedResponseError, NetworkError, WebSocketError
 from kitty_auth.domain.live_sync import (
     ConnectionLostError,
     HandshakeRejectedError,
@@ -130,6 +132,16 @@ def make_session(connector: FakeConnector, tickets: Tickets | None = None, **kwa
     return LiveSyncSession(connector=connector, tickets=tickets or Tickets(), **kwargs)
 
 
+async def eventually(condition: Callable[[], bool], bound: float = 5.0) -> bool:
+    """Let the loop run until ``condition`` holds, or ``bound`` seconds pass (a hang bound only)."""
+    end = asyncio.get_running_loop().time() + bound
+    while not condition():
+        if asyncio.get_running_loop().time() > end:
+            return False
+        await asyncio.sleep(0.001)
+    return True
+
+
 def other_tasks() -> list[asyncio.Task[Any]]:
     return [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
 
@@ -227,8 +239,7 @@ async def test_pings_are_answered_while_the_caller_is_not_receiving() -> None:
     conn = FakeConnection(snapshot(), {"type": "ping", "timestamp": 1}, {"type": "ping", "timestamp": 2})
     session = make_session(FakeConnector([conn]))
     await session.open()
-    for _ in range(20):
-        await asyncio.sleep(0)
+    assert await eventually(lambda: len(conn.sent) == 2), conn.sent
     assert conn.sent == [{"type": "pong", "timestamp": 1}, {"type": "pong", "timestamp": 2}]
     await session.close()
 
@@ -369,6 +380,41 @@ async def test_a_transient_ws_token_failure_while_reconnecting_is_retried() -> N
     await session.open()
     assert await session.receive() == snapshot()
     await session.close()
+
+
+@pytest.mark.parametrize("where", ["first connection", "reconnect"])
+async def test_a_malformed_ws_token_is_reported_once_and_never_retried(where: str) -> None:
+    """A ws token that cannot be sent (a space, a newline) is the server's bad answer, not a lost
+    connection: retrying would fetch the same kind of answer, so it reaches the caller at once."""
+    connector = FakeConnector(([] if where == "first connection" else [FakeConnection(snapshot(), DROP)])
+                              + [MalformedResponseError(), FakeConnection(snapshot(2))])
+    sleep = RecordingSleep()
+    session = make_session(connector, sleep=sleep)
+    if where == "first connection":
+        with pytest.raises(MalformedResponseError):
+            await session.open()
+        assert len(connector.calls) == 1 and sleep.delays == []
+        return
+    await session.open()
+    assert await session.receive() == snapshot()
+    with pytest.raises(MalformedResponseError):
+        await session.receive()
+    assert len(connector.calls) == 2 and len(sleep.delays) == 1  # one reconnect attempt, no more
+    with pytest.raises(MalformedResponseError):  # it stays failed; nothing is tried again
+        await session.receive()
+    assert len(connector.calls) == 2
+    await session.close()
+    assert other_tasks() == []
+
+
+@pytest.mark.parametrize("bad", ["ws token", "ws-token\nX-Injected: 1", "ws-token\r\n", ""])
+async def test_the_real_connector_reports_a_malformed_ws_token_as_malformed_not_as_a_lost_connection(bad: str) -> None:
+    # What the fake connector above stands for: the adapter checks the token before any traffic
+    # and raises MalformedResponseError (not ConnectionLostError, which live sync would retry).
+    with pytest.raises(MalformedResponseError) as caught:
+        await WebsocketsLiveConnector().connect(URL, bad)
+    assert not isinstance(caught.value, ConnectionLostError)
+    assert "X-Injected" not in str(caught.value) and "ws token" not in str(caught.value)
 
 
 async def test_a_non_401_denial_while_reconnecting_is_fatal() -> None:
