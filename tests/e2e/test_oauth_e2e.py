@@ -257,7 +257,7 @@ def test_device_code_expiry_exits_1_and_stores_nothing(e2e: E2E, tmp_path: Path)
     running = start(e2e, tmp_path, "login", "--headless")
     running.wait_for_line("The code expires in")
     pending_device_codes(e2e)
-    assert e2e.server.expire_device_codes() == 1
+    assert e2e.server.expire_device_codes() >= 1  # ours (a code another test left pending may expire too)
     run = running.finish()
     assert run.returncode == 1 and "expired" in run.stderr and not e2e.credentials.exists()
 
