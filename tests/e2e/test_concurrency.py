@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import filelock
 import pytest
 
 from refserver import REFRESH_PATH, WS_TOKEN_PATH
@@ -33,7 +34,9 @@ PROCESSES = 16
 STEP_LIMIT = 60  # seconds: upper bound for any one wait below (hang guard, not a speed claim)
 
 # Imports, builds a client, signals "ready", waits for the go-file, then asks for a token and
-# proves the server accepts it (a ws token for exactly that access token).
+# proves the server accepts it (a ws token for exactly that access token). It also signals, by
+# creating its "waiting" file, the moment it first finds the credentials lock taken (filelock's
+# own DEBUG record), so a test can release the lock only once every worker is queued on it.
 WORKER = r"""
 import hashlib, json, logging, os, sys, time
 from pathlib import Path
@@ -42,7 +45,17 @@ import kitty_auth
 logging.basicConfig(level=os.environ.get("SPEC_KITTY_LOG_LEVEL", "WARNING"), stream=sys.stderr)
 import filelock, httpx, tomlkit, truststore  # warm: the burst should measure refreshes, not imports
 
-ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+ready, go, waiting = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+
+
+class QueuedOnTheLock(logging.Handler):
+    def emit(self, record):
+        if "not acquired" in record.getMessage() and "credentials.lock" in record.getMessage():
+            waiting.touch()
+
+
+logging.getLogger("filelock").addHandler(QueuedOnTheLock(logging.DEBUG))
+logging.getLogger("filelock").setLevel(logging.DEBUG)
 client = kitty_auth.AuthClient()
 ready.touch()
 deadline = time.monotonic() + 60
@@ -103,9 +116,11 @@ def ws_token_status(e2e: E2E, access: str) -> int:
     return response.status
 
 
-def run_burst(e2e: E2E, tmp_path: Path, n: int, before_go: Callable[[], None]) -> list[Run]:
+def run_burst(e2e: E2E, tmp_path: Path, n: int, before_go: Callable[[], None],
+              after_go: Callable[[Callable[[], bool]], None] = lambda all_waiting: None) -> list[Run]:
     """Start ``n`` workers, wait until all are ready, run ``before_go``, release them at once,
-    and collect their runs."""
+    run ``after_go`` (given a predicate: is every worker queued on the credentials lock?), and
+    collect their runs."""
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     go = barrier / "go"
@@ -115,13 +130,15 @@ def run_burst(e2e: E2E, tmp_path: Path, n: int, before_go: Callable[[], None]) -
     try:
         for i in range(n):
             out, err = (open(barrier / f"{i}.{s}", "w+") for s in ("out", "err"))
-            proc = subprocess.Popen([sys.executable, "-c", WORKER, str(barrier / f"ready-{i}"), str(go)],
+            proc = subprocess.Popen([sys.executable, "-c", WORKER, str(barrier / f"ready-{i}"), str(go),
+                                     str(barrier / f"waiting-{i}")],
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, text=True)
             procs.append((proc, out, err))
         wait_for(lambda: all((barrier / f"ready-{i}").exists() or p.poll() is not None
                              for i, (p, _, _) in enumerate(procs)), "the workers to start")
         before_go()
         go.touch()
+        after_go(lambda: all((barrier / f"waiting-{i}").exists() for i in range(n)))
         for proc, _, _ in procs:
             proc.wait(timeout=STEP_LIMIT)
     finally:
@@ -150,15 +167,23 @@ def test_sixteen_processes_with_an_expired_token_refresh_exactly_once(e2e: E2E, 
     before = stored(e2e)["tokens"]
     expiry = stored_access_expiry(e2e)
 
-    def when_expired_release_with_a_slow_refresh():
+    # An explicit barrier instead of a slow refresh and a guess: this process holds the credentials
+    # lock (as any other spec-kitty process could) until every released worker has found the token
+    # expired and is queued on the lock; only then may one of them refresh.
+    lock = filelock.FileLock(str(e2e.credentials.with_name("credentials.lock")))
+
+    def when_expired_hold_the_lock():
         wait_for(lambda: datetime.now(UTC) > expiry + timedelta(seconds=1), "the access token to expire", 10)
         server.reset_stats()
-        # The one refresh is held 4 s (under the client's 5 s read timeout): time for all 16 released
-        # workers, already imported and polling every 5 ms, to find the token expired and queue on the
-        # lock even on a loaded machine (a generous bound; the server has no hold-until-released fault).
-        server.add_fault(REFRESH_PATH, delay=4.0, count=1)
+        lock.acquire(timeout=STEP_LIMIT)
 
-    runs = run_burst(e2e, tmp_path, PROCESSES, when_expired_release_with_a_slow_refresh)
+    def release_once_all_are_queued(all_waiting: Callable[[], bool]) -> None:
+        try:
+            wait_for(all_waiting, "every worker to queue on the credentials lock", 15)  # under their 20 s wait
+        finally:
+            lock.release()
+
+    runs = run_burst(e2e, tmp_path, PROCESSES, when_expired_hold_the_lock, release_once_all_are_queued)
 
     for run in runs:
         assert run.returncode == 0, run.output

