@@ -22,7 +22,7 @@ di_import.load()  # dependency-injector without its pydantic probe (see kitty_au
 from dependency_injector import containers, providers  # noqa: E402 (after the load above)
 
 from kitty_auth.adapters.clock import SystemClock  # noqa: E402
-from kitty_auth.adapters.settings import Settings, configure_logging, load_settings
+from kitty_auth.adapters.settings import Settings, choose_login_server, configure_logging, load_settings
 from kitty_auth.adapters.toml_repository import LOCK_TIMEOUT, TomlCredentialRepository
 from kitty_auth.domain.model import ExpiryPolicy
 from kitty_auth.domain.use_cases import (
@@ -102,7 +102,8 @@ def _websockets_connector() -> object:
     return WebsocketsLiveConnector()
 
 
-__all__ = ["Container", "Settings", "build_container", "close_network", "is_container", "configure_logging", "load_settings"]
+__all__ = ["Container", "Settings", "build_container", "close_network", "is_container", "configure_logging", "load_settings",
+           "login_server"]
 
 
 class Container(containers.DeclarativeContainer):
@@ -146,6 +147,21 @@ def build_container(settings: Settings | None = None, *, credentials_path: Path 
     if credentials_path is not None:
         container.credentials_path.override(providers.Object(Path(credentials_path)))
     return container
+
+
+def login_server(container: Container, explicit: str | None = None, *, explicit_source: str = "--server") -> str:
+    """The server a login talks to, for the CLI and the library alike (``choose_login_server``).
+
+    The stored session is read through ``Status`` only when neither ``explicit`` nor the
+    environment or config names a server; a symlinked or unreadable file fails there, before
+    any prompt or request.
+    """
+
+    def stored_server() -> str | None:
+        current = container.status().execute().credentials
+        return current.server_url if current is not None else None
+
+    return choose_login_server(container.settings(), explicit, stored_server, explicit_source=explicit_source)
 
 
 def is_container(obj: object) -> bool:

@@ -2,8 +2,8 @@
 
 Server URL, first that is set: `--server` (login only, applied by the caller),
 `$SPEC_KITTY_SAAS_URL`, `[sync] server_url` in `$SPEC_KITTY_HOME/config.toml`; when none is, a
-login targets the stored session's server, else the default (the caller decides, it holds the
-session). The config file is read with the standard library's tomllib (fast to import), and only
+login targets the stored session's server, else the default (``choose_login_server``, given the
+stored server by its caller). The config file is read with the standard library's tomllib (fast to import), and only
 when the environment names no server. A config file that cannot be read never stops a command
 that does not need it (status, logout): the problem is kept in ``Settings.config_error`` and
 raised only when the URL is asked for.
@@ -15,11 +15,11 @@ import logging
 import os
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kitty_auth.domain.errors import AuthError
-from kitty_auth.domain.model import DEFAULT_SERVER_URL
+from kitty_auth.domain.model import DEFAULT_SERVER_URL, normalize_server_url
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 ENV_SERVER_URL = "SPEC_KITTY_SAAS_URL"
@@ -91,6 +91,25 @@ class Settings:
     def __repr__(self) -> str:
         return (f"Settings(home={str(self.home)!r}, server_url={self._configured!r}, "
                 f"source={self.server_url_source!r}, log_level={self.log_level!r})")
+
+
+def choose_login_server(
+    settings: Settings, explicit: str | None, stored_server: Callable[[], str | None], *,
+    explicit_source: str = "--server",
+) -> str:
+    """The server a login talks to (CONTRACT.md, "Command line"), checked and canonical.
+
+    ``explicit`` (``--server``, or ``AuthClient(server_url=...)``), else ``$SPEC_KITTY_SAAS_URL``
+    or config.toml (a config.toml that had to be read and could not raises its ConfigFileError),
+    else the stored session's server (``stored_server()``, asked only then: reading the file may
+    fail), else the default. The CLI and the library both call this, so they cannot disagree.
+    """
+    if explicit is not None:
+        return normalize_server_url(explicit, source=explicit_source, implied_https=True)
+    configured = settings.configured_server_url
+    if configured is not None:
+        return normalize_server_url(configured, source=settings.server_url_source, implied_https=True)
+    return stored_server() or DEFAULT_SERVER_URL
 
 
 def default_home(env: Mapping[str, str]) -> Path:

@@ -27,15 +27,13 @@ from urllib.parse import urlsplit
 
 import click
 
-from kitty_auth.container import Container, build_container, configure_logging, is_container
+from kitty_auth.container import Container, build_container, configure_logging, is_container, login_server
 from kitty_auth.domain.errors import AuthError, InvalidInputError
 from kitty_auth.domain.model import (
-    DEFAULT_SERVER_URL,
     Credentials,
     LoginMethod,
     StatusReport,
     format_instant,
-    normalize_server_url,
 )
 from kitty_auth.domain.use_cases import check_password, check_username
 
@@ -201,15 +199,9 @@ def auth() -> None:
 def _login_target(container: Container, server: str | None) -> str:
     """`--server`, else `$SPEC_KITTY_SAAS_URL` / config.toml, else the stored session's server, else the default."""
     settings = container.settings()
-    if server is not None:
-        if settings.config_error is not None:
-            _warn(settings.config_error.warning)
-        return normalize_server_url(server, source="--server", implied_https=True)
-    configured = settings.configured_server_url  # ConfigFileError when config.toml had to be read and could not
-    if configured is not None:
-        return normalize_server_url(configured, source=settings.server_url_source, implied_https=True)
-    stored = container.status().execute().credentials  # a symlinked or unreadable file fails here, before any prompt
-    return stored.server_url if stored is not None else DEFAULT_SERVER_URL
+    if server is not None and settings.config_error is not None:
+        _warn(settings.config_error.warning)  # --server does not need config.toml: say so, go on
+    return login_server(container, server)  # the library's AuthClient picks it the same way
 
 
 def _read_password_stdin() -> str:

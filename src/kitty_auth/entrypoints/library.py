@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
-from kitty_auth.container import Container, build_container, close_network, load_settings
+from kitty_auth.container import Container, build_container, close_network, load_settings, login_server
 from kitty_auth.domain.errors import NotAuthenticatedError
-from kitty_auth.domain.model import Credentials, WsToken, normalize_server_url
+from kitty_auth.domain.model import Credentials, WsToken
 
 
 class AuthClient:
     """Log in, refresh, and hand out access and ws tokens for one spec-kitty home.
 
-    ``server_url`` is used for logging in (default: the configured server); every refresh and
-    ws-token request goes to the server stored with the tokens. HTTP requests of one client
+    ``server_url`` is used for logging in; without it a login goes where ``auth login`` without
+    ``--server`` goes: the environment's or config.toml's server, else the stored session's, else
+    the default. Every refresh and ws-token request goes to the server stored with the tokens. HTTP requests of one client
     share one connection; call ``close()`` (or use ``with AuthClient() as c:``) when done.
     """
 
@@ -27,7 +28,8 @@ class AuthClient:
 
     @property
     def server_url(self) -> str:
-        return normalize_server_url(self._server_url or self._container.settings().server_url)
+        """The server ``obtain_tokens`` logs in to (checked: https only)."""
+        return login_server(self._container, self._server_url, explicit_source="AuthClient(server_url=...)")
 
     def obtain_tokens(self, username: str, password: str) -> Credentials:
         """Log in as `auth login --force` does: obtain the tokens and store them."""
