@@ -318,27 +318,34 @@ def test_server_url_with_a_password_is_refused_and_never_echoed(e2e: E2E, where:
     assert no_requests(e2e) and not e2e.credentials.exists()
 
 
+# Templates over the reference server's own URL where the fault allows it (``{url}``, ``{port}``), so
+# that "no request" is a real claim: a client that let the URL through (urlsplit silently drops tabs
+# and newlines, for one) would reach this server and be counted. The rest cannot name it at all.
 NOT_URLS = {
     "words": "not a url",
     "scheme only": "https://",
     "no host": "https:///api",
-    "space in host": "https://exa mple.com",
+    "space in host": "https://127.0.0 .1:{port}",
     "bad port": "https://127.0.0.1:99999",
     "port not a number": "https://127.0.0.1:https",
     "broken IPv6": "https://[::1",
-    "ftp": "ftp://example.com",
-    "query": "https://example.com/?next=evil",
-    "tab": "https://exa\tmple.com",
+    "ftp": "{ftp}",
+    "query": "{url}/?next=evil",
+    "fragment": "{url}/#top",
+    "tab": "https://127.0.\t0.1:{port}",
+    "newline": "{url}\n/api",
 }
 
 
-@pytest.mark.parametrize("url", list(NOT_URLS.values()), ids=list(NOT_URLS))
-def test_server_url_that_is_not_a_usable_url_is_refused_before_any_request(e2e: E2E, url: str) -> None:
+@pytest.mark.parametrize("template", list(NOT_URLS.values()), ids=list(NOT_URLS))
+def test_server_url_that_is_not_a_usable_url_is_refused_before_any_request(e2e: E2E, template: str) -> None:
+    url = template.format(url=e2e.server.url, port=e2e.server.url.rsplit(":", 1)[1],
+                          ftp=e2e.server.url.replace("https://", "ftp://"))
     run = login(e2e, "--server", url)
     assert run.returncode == 1, run.output
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: ") and "URL" in last, run.stderr
-    assert not e2e.credentials.exists()
+    assert no_requests(e2e) and not e2e.credentials.exists()
 
 
 # ------------------------------------------------------------------------------ usernames and passwords
@@ -479,6 +486,7 @@ def test_unwritable_home_of_the_user_fails_login_and_writes_nothing(e2e: E2E, un
     assert_failed_with(result, FILE_MESSAGE)
     assert warnings(result) == [f"Warning: {home} was accessible by other users; its permissions were set to 0500."]
     assert list(home.iterdir()) == []
+    assert no_requests(e2e)  # the lock is taken before the password is sent: it never left the machine
     assert mode(home) == 0o500, "the user's read-only home was made writable"
 
 
@@ -490,6 +498,7 @@ def test_home_in_a_folder_the_user_cannot_write_fails_login(e2e: E2E, unprivileg
     result = run(parent / "spec-kitty", "login", "-u", DEMO_USERNAME, "--password-stdin", input=DEMO_PASSWORD + "\n")
     assert_failed_with(result, FILE_MESSAGE)
     assert list(parent.iterdir()) == []
+    assert no_requests(e2e)  # the password never left the machine
 
 
 def test_credentials_file_that_cannot_be_removed_fails_logout(e2e: E2E, unprivileged) -> None:
