@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import tomllib
 from datetime import UTC, datetime, timedelta
@@ -1039,3 +1040,193 @@ def test_the_lock_file_is_emptied_on_release_and_a_dead_holders_pid_is_not_named
     finally:
         holder.kill()
         holder.wait()
+
+
+# -- the spec-kitty host's tracker store writes the same file in place --------------------------
+
+# What specify_cli/tracker/credentials.py (spec-kitty-cli 2.1.3) does on save: open(path, "w"), which
+# truncates at once, then flock(LOCK_EX) on that file (never credentials.lock), then the write. This
+# stand-in does the same in steps the test drives through stdin/stdout: each step waits for a line.
+TRACKER = textwrap.dedent(
+    """
+    import fcntl, sys, tomllib
+    path = sys.argv[1]
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()  # the tracker's load (our session included), before its save
+    text += '\\n[tracker.providers.jira]\\nurl = "https://jira.example.test"\\ntoken = "tracker-secret"\\n'
+    step = lambda what: (print(what, flush=True), sys.stdin.readline())
+    with open(path, "w", encoding="utf-8") as handle:  # truncated here, before any lock
+        if sys.argv[2] == "truncate-first":
+            step("truncated")
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        half = len(text) // 2
+        handle.write(text[:half])
+        handle.flush()
+        if sys.argv[2] == "lock-mid-write":
+            step("half written")
+        handle.write(text[half:])
+    print("done", flush=True)
+    """
+)
+
+
+class Tracker:
+    def __init__(self, path: Path, mode: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", TRACKER, str(path), mode],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def expect(self, line: str) -> None:
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == line
+
+    def go_on(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> None:
+        self.expect("done")
+        assert self.proc.wait(30) == 0
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def tracker_table(path: Path) -> dict:
+    return tomllib.loads(path.read_text(encoding="utf-8"))["tracker"]["providers"]["jira"]
+
+
+@posix_only
+@pytest.mark.parametrize("operation", ["save", "clear"])
+def test_a_write_waits_for_the_trackers_write_in_progress_and_keeps_its_table(path: Path, operation: str) -> None:
+    """The tracker holds its flock with half its file written: we must not read that half and replace it."""
+    TomlCredentialRepository(path).save(make_credentials("first@example.com"))
+    waiting = threading.Event()
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        waiting.set()  # we are waiting (for the tracker's flock); the tracker may go on
+        time.sleep(seconds)
+
+    repo = TomlCredentialRepository(path, lock_timeout=30.0, sleep=sleep)
+    tracker = Tracker(path, "lock-mid-write")
+    try:
+        tracker.expect("half written")
+        second = make_credentials("second@example.com")
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                repo.save(second) if operation == "save" else repo.clear()
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert waiting.wait(30), "the write did not wait for the tracker's lock"
+        tracker.go_on()
+        tracker.finish()
+        writer.join(30)
+        assert not writer.is_alive() and errors == []
+    finally:
+        tracker.kill()
+    # It waited on the tracker's lock; it never read the half-written file (which would have
+    # cost a settle wait and a second read).
+    assert toml_repository._SETTLE not in waits
+    assert tracker_table(path) == {"url": "https://jira.example.test", "token": "tracker-secret"}
+    assert repo.load() == (second if operation == "save" else None)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+@posix_only
+def test_a_save_that_finds_the_file_truncated_by_the_tracker_reads_it_again(path: Path) -> None:
+    """The tracker has truncated the file and not yet taken its flock: an empty file is not the truth."""
+    TomlCredentialRepository(path).save(make_credentials("first@example.com"))
+    tracker = Tracker(path, "truncate-first")
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:  # the settle wait: the tracker now takes its lock and writes
+            tracker.go_on()
+            tracker.finish()
+
+    try:
+        tracker.expect("truncated")
+        assert path.read_bytes() == b""
+        second = make_credentials("second@example.com")
+        TomlCredentialRepository(path, sleep=sleep).save(second)
+    finally:
+        tracker.kill()
+    assert waits == [toml_repository._SETTLE]
+    assert tracker_table(path)["token"] == "tracker-secret"
+    assert TomlCredentialRepository(path).load() == second
+
+
+def test_a_refresh_keeps_a_file_it_cannot_parse_aside_instead_of_dropping_it(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = make_credentials("first@example.com"), make_credentials("second@example.com")
+    waits: list[float] = []
+    repo = TomlCredentialRepository(path, sleep=waits.append)
+    repo.save(first)
+    broken = b'[tokens]\naccess = "x"\n[tracker.providers.jira\nurl = "https://jira.example.test"\n'
+    with repo.lock():  # a refresh: load the good session, then (meanwhile) the file breaks
+        assert repo.load() == first
+        path.write_bytes(broken)
+        repo.save(second)
+    aside = path.with_name("credentials.unparsable")
+    assert waits == [toml_repository._SETTLE]  # read once more before giving up
+    assert repo.load() == second
+    assert aside.read_bytes() == broken and stat.S_IMODE(os.stat(aside).st_mode) == 0o600
+    assert capsys.readouterr().err == (
+        f"Warning: {path} could not be parsed while the refreshed session was saved; "
+        f"its content was kept in {aside}.\n"
+    )
+    # A login over a file that was already unparsable replaces it, as documented (nothing aside).
+    aside.unlink()
+    path.write_bytes(broken)
+    repo.save(first)
+    assert repo.load() == first and not aside.exists()
+
+
+@posix_only
+def test_a_save_does_not_replace_a_file_the_tracker_truncated_after_our_read(path: Path) -> None:
+    """The tracker's open(path, "w") lands between our read and our replace, then it waits for our
+    flock: replacing now would send its write into the file we replaced. We let it write, then redo."""
+    import fcntl
+
+    TomlCredentialRepository(path).save(make_credentials("first@example.com"))
+    tracked = path.read_text(encoding="utf-8") + '\n[tracker.providers.jira]\ntoken = "tracker-secret"\n'
+    truncated = threading.Event()
+
+    def tracker_save() -> None:  # the tracker's save, in a thread: flock is per open file
+        with open(path, "w", encoding="utf-8") as handle:
+            truncated.set()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # waits for our flock
+            handle.write(tracked)
+
+    tracker = threading.Thread(target=tracker_save)
+
+    class ReadThenTrackerTruncates(TomlCredentialRepository):
+        def _read_for_update(self) -> bytes | None:
+            data = super()._read_for_update()
+            if not tracker.is_alive() and not truncated.is_set():
+                tracker.start()
+                assert truncated.wait(30)
+            return data
+
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        tracker.join(30)  # our flock is released here: the tracker writes
+
+    second = make_credentials("second@example.com")
+    ReadThenTrackerTruncates(path, sleep=sleep).save(second)
+    assert waits == [toml_repository._SETTLE] and not tracker.is_alive()
+    assert tracker_table(path) == {"token": "tracker-secret"}
+    assert TomlCredentialRepository(path).load() == second

@@ -10,8 +10,13 @@ The layout, and how a save keeps every table, key and comment that is not ours, 
   non-following read as ``load``) with the lock held, edits our keys into it and replaces it;
   ``clear`` removes only our keys, and the file itself when nothing else is left in it (or it
   cannot be parsed, or we may not read it). A file with no session in it (only another program's tables) loads as
-  None. The host's tracker store, which writes the file in place under a lock of its own, is
-  the one writer we cannot exclude.
+  None.
+* **The host's tracker store** writes the file in place (``open(path, "w")``, then ``flock`` on
+  the file itself, never ``credentials.lock``). ``save`` and ``clear`` also hold that flock
+  while they read and replace the file, read a file found empty or not TOML once more after a
+  short wait, start again when the file changed between read and replace, and a refresh keeps
+  a file it still cannot parse in ``credentials.unparsable`` (``_shared_edit``). The tracker's
+  own load-edit-save is not locked across, so it can still write back an older copy of our keys.
 * **Atomic, private writes.** A save writes a temporary file ``.<name>.tmp-<random>`` in the same
   directory, created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` and mode 0600 (and ``fchmod``-ed to
   0600, so the umask never matters), fsyncs it, then ``os.replace``-s it over the credentials
@@ -59,10 +64,11 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kitty_auth.domain.errors import (
     CorruptCredentialsError,
@@ -86,6 +92,13 @@ _LOOSE_BITS = 0o077
 _MAX_FILE_BYTES = 1 << 20  # a credentials file is < 4 KiB; refuse to slurp something huge
 _PROC_LOCKS = "/proc/locks"  # Linux: who holds which lock
 _UNPARSABLE = b"\xff"  # stands for a file we cannot read or parse: clear() removes it
+_SETTLE = 0.2  # s: a writer that finds the file empty or not TOML waits this long, then reads again
+_PASSES = 3  # read-edit-replace passes before a writer stops deferring to an in-place writer
+_ASIDE_SUFFIX = ".unparsable"  # where a refresh keeps a file it could not parse, instead of dropping it
+
+
+class _Changed(Exception):
+    """The file changed between our read and our replace (an in-place writer): read it again."""
 
 
 def lock_path_for(path: Path) -> Path:
@@ -110,9 +123,11 @@ LOCK_TIMEOUT = 20.0
 class TomlCredentialRepository:
     """The stored session in a TOML file at ``path`` (normally ``$SPEC_KITTY_HOME/credentials``)."""
 
-    def __init__(self, path: Path | str, *, lock_timeout: float = LOCK_TIMEOUT) -> None:
+    def __init__(self, path: Path | str, *, lock_timeout: float = LOCK_TIMEOUT,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if not (lock_timeout >= 0 and lock_timeout != float("inf")):
             raise ValueError("lock_timeout must be a finite number of seconds >= 0")
+        self._sleep = sleep  # waits for the tracker's flock and before a second read (tests hook it)
         self._path = Path(path)
         self._lock_path = lock_path_for(self._path)
         self._lock_timeout = float(lock_timeout)
@@ -145,16 +160,26 @@ class TomlCredentialRepository:
         if data is None:
             return None
         try:
-            return credentials_format.parse(data)
+            session = credentials_format.parse(data)
         except credentials_format.FormatError as exc:
             raise CorruptCredentialsError(self._path, str(exc)) from None
+        if session is not None and getattr(self._held, "depth", 0):
+            self._held.saw_session = True  # a save in this lock hold is a refresh of a good file
+        return session
 
     def save(self, credentials: Credentials) -> None:
         _tomlkit()  # imported before the lock is taken, not while others wait
         with self.lock():
             self._refuse_symlink(self._path)
             self._remove_stale_temp_files()
-            self._write_atomically(credentials_format.render(credentials, self._read_for_update()))
+            refreshing = getattr(self._held, "saw_session", False)
+
+            def replace(existing: bytes | None, unchanged: Callable[[], bool]) -> None:
+                if refreshing and existing and not _is_toml(existing):
+                    self._keep_aside(existing)  # never dropped silently (see _shared_edit)
+                self._write_atomically(credentials_format.render(credentials, existing), unchanged)
+
+            self._shared_edit(self._read_for_update, replace)
 
     def clear(self) -> bool:
         if not os.path.lexists(self._path.parent):
@@ -162,31 +187,129 @@ class TomlCredentialRepository:
         _tomlkit()
         with self.lock():
             self._remove_stale_temp_files()
-            try:
-                # A file we may not read (another user's, in our folder) or too large to be ours
-                # is removed like any unparsable one: logout must not leave a session behind.
-                data = self._read(tighten=False, unreadable=_UNPARSABLE)
-            except CorruptCredentialsError:
-                data = _UNPARSABLE
-            if data is None:
-                return False
-            try:
-                if credentials_format.parse(data) is None:
-                    return False  # no session here; whatever else the file holds is not ours
-            except credentials_format.FormatError:
-                pass  # a broken session: removed like a good one
-            rest = credentials_format.without_session(data)
-            if rest is not None:
-                self._write_atomically(rest)
-                return True
-            try:
-                os.unlink(self._path)
-            except FileNotFoundError:
-                return False
-            except OSError as exc:  # EISDIR/EPERM for a directory, EACCES...
-                raise self._file_error(exc) from None
-            self._fsync_directory()
+            return self._shared_edit(self._read_for_clear, self._clear_read)
+
+    def _read_for_clear(self) -> bytes | None:
+        try:
+            # A file we may not read (another user's, in our folder) or too large to be ours
+            # is removed like any unparsable one: logout must not leave a session behind.
+            return self._read(tighten=False, unreadable=_UNPARSABLE)
+        except CorruptCredentialsError:
+            return _UNPARSABLE
+
+    def _clear_read(self, data: bytes | None, unchanged: Callable[[], bool]) -> bool:
+        if data is None:
+            return False
+        try:
+            if credentials_format.parse(data) is None:
+                return False  # no session here; whatever else the file holds is not ours
+        except credentials_format.FormatError:
+            pass  # a broken session: removed like a good one
+        rest = credentials_format.without_session(data)
+        if rest is not None:
+            self._write_atomically(rest, unchanged)
             return True
+        if not unchanged():
+            raise _Changed()
+        try:
+            os.unlink(self._path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:  # EISDIR/EPERM for a directory, EACCES...
+            raise self._file_error(exc) from None
+        self._fsync_directory()
+        return True
+
+    # -- the file shared with the host's tracker store --------------------------------------
+
+    def _shared_edit(self, read: Callable[[], bytes | None],
+                     edit: Callable[[bytes | None, Callable[[], bool]], T]) -> T:
+        """Read the file and replace it (``edit``) while holding the tracker's lock on it.
+
+        The spec-kitty host's tracker store (``specify_cli/tracker/credentials.py``) rewrites this
+        file in place: ``open(path, "w")`` (which truncates at once), then ``flock(LOCK_EX)`` on
+        it, then the write; it never takes ``credentials.lock``. So, with our lock held:
+
+        * we hold ``flock(LOCK_EX)`` on the file while reading and replacing it: a tracker write in
+          progress is waited for (bounded like our lock), never read half done;
+        * a file found empty or not TOML is read once more after ``_SETTLE`` with the flock
+          released (the tracker may have truncated it and be about to write);
+        * a file that changed between our read and our replace (the tracker truncated it while
+          waiting for our flock) is not replaced: we let the tracker finish and start again,
+          at most ``_PASSES`` times, the last time replacing it whatever happened;
+        * a refresh (this lock hold loaded a good session) that still finds the file not TOML
+          keeps its bytes in ``credentials.unparsable`` with a warning: never dropped silently.
+
+        What remains (README, "The credentials file"): the tracker's own load-edit-save is not
+        under any lock, so a tracker save that loaded the file before our replace writes its
+        older copy of our keys back (or into the file we replaced, where it is lost).
+        """
+        settled = False
+        for attempt in range(_PASSES):
+            final = attempt == _PASSES - 1
+            with self._tracker_lock() as fd:
+                stamp = _stamp(fd)  # before the read: a change during it counts too
+                existing = read()
+                if not settled and not final and existing not in (None, _UNPARSABLE) and (
+                        not existing.strip() or not _is_toml(existing)):
+                    settled = True
+                else:
+                    try:
+                        return edit(existing, (lambda: True) if final else (lambda: _stamp(fd) == stamp))
+                    except _Changed:
+                        pass
+            self._sleep(_SETTLE)
+        raise AssertionError("unreachable: the final pass always edits")
+
+    @contextmanager
+    def _tracker_lock(self) -> Iterator[int | None]:
+        """flock(LOCK_EX) on the existing credentials file, as the host's tracker store takes it.
+
+        Yields the locked descriptor, or None when there is nothing to lock (no file, one we may
+        not open, not a regular file, Windows, a file system without flock): the read then
+        reports whatever is wrong. Closing the descriptor releases the lock.
+        """
+        fd: int | None = None
+        if not _IS_WINDOWS:
+            with suppress(OSError):
+                fd = os.open(self._path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK)
+        try:
+            if fd is not None and stat.S_ISREG(os.fstat(fd).st_mode) and self._flock(fd):
+                yield fd
+            else:
+                yield None
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _flock(self, fd: int) -> bool:
+        import fcntl  # POSIX only; lazily, like every writer-only module here
+
+        deadline = time.monotonic() + self._lock_timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass
+            except OSError:
+                return False  # ENOLCK and the like: no flock here, as before this lock existed
+            if time.monotonic() >= deadline:
+                pid = _flock_holder_pid(self._path)
+                raise CredentialsLockTimeoutError(
+                    self._path, self._lock_timeout, holder=f"process {pid}" if pid else None
+                )
+            self._sleep(0.02)
+
+    def _keep_aside(self, data: bytes) -> None:
+        aside = self._path.with_name(self._path.name + _ASIDE_SUFFIX)
+        self._write_atomically(data, target=aside)
+        sys.stderr.write(
+            f"Warning: {self._path} could not be parsed while the refreshed session was saved; "
+            f"its content was kept in {aside}.\n"
+        )
+        with suppress(Exception):
+            sys.stderr.flush()
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -207,6 +330,7 @@ class TomlCredentialRepository:
         depth = getattr(self._held, "depth", 0)
         self._held.depth = depth + 1
         if depth == 0:
+            self._held.saw_session = False
             self._mark_holder(lock, os.getpid())
         try:
             yield
@@ -295,7 +419,10 @@ class TomlCredentialRepository:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _write_atomically(self, data: bytes) -> None:
+    def _write_atomically(self, data: bytes, unchanged: Callable[[], bool] | None = None, *,
+                          target: Path | None = None) -> None:
+        """Replace ``target`` (the credentials file) with ``data``; ``unchanged`` False: _Changed."""
+        target = target or self._path
         directory = self._path.parent
         tmp = directory / f"{_tmp_prefix(self._path)}{secrets.token_hex(8)}"
         fd: int | None = None
@@ -314,8 +441,10 @@ class TomlCredentialRepository:
             os.fsync(fd)
             os.close(fd)
             fd = None
-            self._refuse_symlink(self._path)
-            _replace(tmp, self._path)
+            self._refuse_symlink(target)
+            if unchanged is not None and not unchanged():
+                raise _Changed()
+            _replace(tmp, target)
         except BaseException as exc:
             if fd is not None:
                 with suppress(OSError):
@@ -525,6 +654,25 @@ class TomlCredentialRepository:
             return CredentialsFileError(self._path, symlink=where or self._path)
         detail = f"{where or self._path}: {exc.strerror or type(exc).__name__}"
         return CredentialsFileError(self._path, detail)
+
+
+T = TypeVar("T")
+
+
+def _is_toml(data: bytes) -> bool:
+    try:
+        tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return True
+
+
+def _stamp(fd: int | None) -> tuple[int, int] | None:
+    """Size and modification time of the locked file: a tracker's open(path, "w") changes both."""
+    if fd is None:
+        return None
+    st = os.fstat(fd)
+    return st.st_size, st.st_mtime_ns
 
 
 def _filelock() -> Any:
