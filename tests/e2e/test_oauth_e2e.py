@@ -295,6 +295,49 @@ def test_an_oauth_session_refreshes_rotates_and_serves_the_library(e2e: E2E, pag
     assert stored(e2e)["session"]["method"] == "device"
 
 
+# The token endpoint runs (django-oauth-toolkit rotates the refresh token and revokes the old one), then its answer
+# waits LATE s: past the client's 5 s read timeout, inside its 30 s late-answer window.
+LATE = 10.0
+
+LATE_REFRESH = """
+import os, sys, time, tomllib, kitty_auth
+from pathlib import Path
+client = kitty_auth.AuthClient()
+try:
+    client.refresh_tokens()
+    sys.exit("the refresh should have given up")
+except kitty_auth.NetworkError as exc:
+    print(f"first: {exc}", file=sys.stderr)
+path = Path(os.environ["SPEC_KITTY_HOME"]) / "credentials"
+if os.environ["RETRY"] == "1":
+    client.refresh_tokens()  # the same process asks again before the answer is in: it waits for it
+else:
+    end = time.monotonic() + 60  # a hang bound: the answer comes about 5 s later
+    while tomllib.loads(path.read_text())["tokens"]["refresh"] == os.environ["OLD_REFRESH"]:
+        if time.monotonic() > end:
+            sys.exit("the late answer was never stored")
+        time.sleep(0.1)
+client.close()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("retry", [False, True], ids=["stored-when-it-arrives", "retry-waits-for-it"])
+def test_a_late_oauth_refresh_answer_is_not_thrown_away(e2e: E2E, page: Page, tmp_path: Path, retry: bool) -> None:
+    device_login(e2e, page, tmp_path)
+    old = stored(e2e)["tokens"]["refresh"]
+    e2e.server.reset_stats()
+    e2e.server.add_fault("/oauth/token", after_view=True, delay=LATE, count=1)
+    run = e2e.library(LATE_REFRESH, OLD_REFRESH=old, RETRY="1" if retry else "0")
+    assert run.returncode == 0, run.output
+    assert "Cannot reach server" in run.stderr  # the first call did give up
+    new = stored(e2e)["tokens"]["refresh"]
+    assert new != old and not e2e.server.refresh_token_accepted(old)
+    assert e2e.server.refresh_token_accepted(new)  # the late answer is what is stored
+    assert stored(e2e)["session"]["method"] == "device"  # still the OAuth session
+    assert e2e.server.stats()["requests"] == {"/oauth/token": 1}  # the old token was sent once
+
+
 def test_logout_revokes_and_the_server_refuses_the_old_refresh_token(e2e: E2E, page: Page, tmp_path: Path) -> None:
     browser_login(e2e, page, tmp_path)
     refresh = stored(e2e)["tokens"]["refresh"]

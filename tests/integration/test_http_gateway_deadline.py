@@ -23,10 +23,11 @@ import trustme
 
 from kitty_auth.adapters.clock import SystemClock
 from kitty_auth.adapters.http_gateway import HttpxTokenGateway
+from kitty_auth.adapters.oauth_gateway import HttpxOAuthGateway
 from kitty_auth.adapters.session_gateway import SessionTokenGateway
 from kitty_auth.adapters.toml_repository import TomlCredentialRepository
 from kitty_auth.domain.errors import CredentialsLockTimeoutError, NetworkError
-from kitty_auth.domain.model import Credentials, IssuedTokens, TokenPair
+from kitty_auth.domain.model import Credentials, IssuedTokens, LoginMethod, OAuthClient, TokenPair
 from kitty_auth.domain.use_cases import EnsureFreshToken
 from kitty_auth.testing import make_jwt
 
@@ -308,3 +309,85 @@ def test_a_refresh_listening_for_a_late_answer_still_releases_its_caller_after_t
     finally:
         release.set()
         gw.close()
+
+
+# --------------------------------------------------------------------------- late refresh answers: OAuth sessions
+
+OAUTH_PAIR = {"access_token": "at-late-access-0123456789", "refresh_token": "rt-late-refresh-0123456789",
+              "token_type": "Bearer", "expires_in": 900}
+
+
+def oauth_session(server_url: str, *, access_expires_at: datetime = NOW + timedelta(minutes=15)) -> Credentials:
+    return Credentials(
+        tokens=TokenPair("at-old-access-0123456789", "rt-old-refresh-0123456789", access_expires_at, None),
+        username="user@example.com", server_url=server_url, login_method=LoginMethod.DEVICE,
+        oauth=OAuthClient("cli_native", server_url + "/oauth/token", server_url + "/oauth/revoke"),
+    )
+
+
+def test_a_late_oauth_refresh_answer_is_handed_over_after_the_caller_gave_up(server) -> None:
+    bodies: list[bytes] = []
+
+    def script(tls: ssl.SSLSocket, body: bytes) -> None:
+        bodies.append(body)
+        time.sleep(1.5)  # the server has rotated the refresh token; its answer is late
+        answer(tls, OAUTH_PAIR)
+
+    srv = server(script)
+    earlier = set(http_threads())  # an earlier test's listener may still be winding down
+    got: list[IssuedTokens] = []
+    arrived = threading.Event()
+    gw = HttpxTokenGateway(total_timeout=0.5, late_answer_window=10.0)
+    with pytest.raises(NetworkError):
+        HttpxOAuthGateway(gw).refresh(oauth_session(srv.url),
+                                      on_late=lambda issued: (got.append(issued), arrived.set()))
+    assert not got
+    assert arrived.wait(10.0)
+    assert (got[0].access, got[0].refresh) == (OAUTH_PAIR["access_token"], OAUTH_PAIR["refresh_token"])
+    assert got[0].expires_in == 900
+    assert b"grant_type=refresh_token" in bodies[0] and b"client_id=cli_native" in bodies[0]
+    assert wait_until(lambda: not set(http_threads()) - earlier, bound=10.0)
+    gw.close()
+
+
+def test_the_same_oauth_refresh_token_is_not_sent_twice_while_its_answer_is_pending(server) -> None:
+    release = threading.Event()
+
+    def script(tls: ssl.SSLSocket, body: bytes) -> None:
+        release.wait(30)  # the server has rotated the token; the answer waits for the test
+        answer(tls, OAUTH_PAIR)
+
+    srv = server(script)
+    gw = HttpxTokenGateway(total_timeout=2.0, late_answer_window=30.0)
+    oauth = HttpxOAuthGateway(gw)
+    with pytest.raises(NetworkError):
+        oauth.refresh(oauth_session(srv.url), on_late=lambda issued: None)
+    second: list[object] = []
+    caller = threading.Thread(target=lambda: second.append(oauth.refresh(oauth_session(srv.url))))
+    caller.start()
+    release.set()
+    caller.join(30)
+    assert isinstance(second[0], IssuedTokens) and second[0].refresh == OAUTH_PAIR["refresh_token"]
+    assert srv.requests == 1  # the old token was not presented a second time
+    gw.close()
+
+
+def test_a_late_oauth_refresh_answer_keeps_the_session(server, tmp_path: Path) -> None:
+    """As for password sessions: the refresh times out, the lock is free, the late answer is stored."""
+    srv = server(lambda tls, body: (time.sleep(1.5), answer(tls, OAUTH_PAIR)))
+    path = tmp_path / "credentials"
+    repo = TomlCredentialRepository(path, lock_timeout=5.0)
+    repo.save(oauth_session(srv.url, access_expires_at=NOW - timedelta(minutes=1)))
+    gw = HttpxTokenGateway(total_timeout=0.5, late_answer_window=10.0)
+    use_case = EnsureFreshToken(repo, SessionTokenGateway(gw, lambda: HttpxOAuthGateway(gw)), SystemClock())
+
+    with pytest.raises(NetworkError):
+        use_case.execute()
+
+    assert wait_until(lambda: repo.load().tokens.refresh == OAUTH_PAIR["refresh_token"], bound=10.0)
+    stored = repo.load()
+    assert stored.oauth is not None and stored.login_method is LoginMethod.DEVICE  # still an OAuth session
+    assert stored.tokens.refresh_expires_at is None  # the server named no refresh lifetime: unknown
+    assert use_case.execute().tokens.access == OAUTH_PAIR["access_token"]
+    assert srv.requests == 1
+    gw.close()

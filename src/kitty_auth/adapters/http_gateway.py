@@ -560,21 +560,10 @@ class HttpxTokenGateway:
                 return
             on_late(issued)
 
-        with self._lock:
-            earlier = self._refreshing.get(refresh_token)
-        if earlier is not None and not earlier.done.is_set():
-            logger.debug("a refresh with this token is still in flight; waiting for its answer")
-            if not earlier.done.wait(self._total_timeout):
-                raise NetworkError(f"{_host_of(base)}: no answer within {self._total_timeout:g} s")
-            if earlier.error is not None:
-                raise earlier.error
-            assert earlier.value is not None
-            status, body = earlier.value
-        else:
-            status, body = self._send(
-                "POST", f"{base}{REFRESH_PATH}", json={"refresh": refresh_token},
-                deadline=self._total_timeout, body_for_any_status=False, late=late, key=refresh_token,
-            )
+        status, body = self._send_once(
+            refresh_token, "POST", f"{base}{REFRESH_PATH}", json={"refresh": refresh_token},
+            deadline=self._total_timeout, body_for_any_status=False, late=late,
+        )
         self._check_status("refresh", status)
         return self._parse(TokenPairResponse, body).issued()
 
@@ -642,6 +631,8 @@ class HttpxTokenGateway:
         json: object = None,
         headers: Mapping[str, str] | None = None,
         deadline: float | None = None,
+        on_late: LateAnswer | None = None,
+        key: str | None = None,
     ) -> tuple[int, bytes]:
         """One HTTPS request with this gateway's trust, timeouts, total deadline, body cap and logs.
 
@@ -653,12 +644,20 @@ class HttpxTokenGateway:
         not followed. Raises NetworkError (no answer within the deadline, DNS, refused, reset),
         TLSVerificationError; a header value that is not printable ASCII (e.g. a damaged token)
         raises TokenRejectedError without sending anything.
+
+        For a request the server may carry out although its answer comes too late (a refresh
+        that rotates a token), what :meth:`refresh` does for password sessions: ``on_late``
+        receives ``(status, body)`` of an answer that arrives after the caller gave up (within
+        the late-answer window, from the worker thread); ``key`` (the refresh token) makes a
+        second request with the same key, while the first is still in flight, wait for the
+        first one's answer instead of being sent.
         """
         normalize_server_url(url)  # validation only: keeps the caller's exact path
         for value in (headers or {}).values():
             if not is_header_value(value):
                 raise TokenRejectedError()
-        return self._send(
+        return self._send_once(
+            key,
             method.upper(),
             url,
             form=form,
@@ -666,6 +665,7 @@ class HttpxTokenGateway:
             headers=headers,
             deadline=self._total_timeout if deadline is None else deadline,
             body_for_any_status=True,
+            late=on_late,
         )
 
     # -- internals
@@ -682,6 +682,32 @@ class HttpxTokenGateway:
             "POST", f"{base}{path}", json=payload, headers=headers,
             deadline=self._total_timeout, body_for_any_status=False,
         )
+
+    def _send_once(
+        self,
+        key: str | None,
+        method: str,
+        url: str,
+        **options: Any,
+    ) -> tuple[int, bytes]:
+        """:meth:`_send`, unless a request with the same ``key`` is still in flight: then its answer.
+
+        The key is a refresh token. Once its caller gave up, the server may already have
+        rotated it, and sending it again could only be refused and cost the session: the
+        second caller waits (up to the total deadline) for the first request's outcome.
+        """
+        if key is not None:
+            with self._lock:
+                earlier = self._refreshing.get(key)
+            if earlier is not None and not earlier.done.is_set():
+                logger.debug("a refresh with this token is still in flight; waiting for its answer")
+                if not earlier.done.wait(self._total_timeout):
+                    raise NetworkError(f"{_host_of(url)}: no answer within {self._total_timeout:g} s")
+                if earlier.error is not None:
+                    raise earlier.error
+                assert earlier.value is not None
+                return earlier.value
+        return self._send(method, url, key=key, **options)
 
     def _send(
         self,

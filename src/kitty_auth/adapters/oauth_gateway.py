@@ -252,14 +252,30 @@ class HttpxOAuthGateway:
         raise AssertionError("unreachable")
 
     def refresh(self, session: Credentials, on_late: Callable[[IssuedTokens], None] | None = None) -> IssuedTokens:
+        """The refresh-token grant at the session's stored token endpoint, with the password refresh's
+        guarantees: an answer that comes after the deadline goes to ``on_late``, and the same refresh
+        token is never sent twice while its first request is still pending (see ``HttpxTokenGateway.request``)."""
         client = session.oauth
         if client is None or not same_origin_https(session.server_url, client.token_endpoint):
             raise UnsafeEndpointError("token endpoint")  # a tampered file: never send the token elsewhere
-        status, body = self._token_request(client.token_endpoint, {
-            "grant_type": "refresh_token", "refresh_token": session.tokens.refresh, "client_id": client.client_id,
-        })
+        sent = session.tokens.refresh
+
+        def late(status: int, body: bytes) -> None:
+            # The server answered after we gave up: it has rotated the token, and this answer is
+            # then the only copy of the new pair (the use case stores it if nothing changed since).
+            if on_late is None or status != 200:
+                return
+            try:
+                issued = _parse(OAuthTokenResponse, body).issued(refresh_fallback=sent)
+            except MalformedResponseError:
+                return
+            on_late(issued)
+
+        status, body = self._http.request("POST", client.token_endpoint, form={
+            "grant_type": "refresh_token", "refresh_token": sent, "client_id": client.client_id,
+        }, on_late=late, key=sent)
         if status == 200:
-            return _parse(OAuthTokenResponse, body).issued(refresh_fallback=session.tokens.refresh)
+            return _parse(OAuthTokenResponse, body).issued(refresh_fallback=sent)
         error = _oauth_error(body) if status in (400, 401) else None
         if status == 401 or error == "invalid_grant":
             raise TokenRejectedError()

@@ -25,7 +25,7 @@ class SessionTokenGateway:
         self, session: Credentials, on_late: Callable[[IssuedTokens], None] | None = None
     ) -> IssuedTokens:
         if session.oauth is not None and self._oauth is not None:
-            return self._oauth().refresh(session)  # type: ignore[no-any-return]
+            return self._oauth().refresh(session, on_late=on_late)  # type: ignore[no-any-return]
         return self._password.refresh(  # type: ignore[no-any-return]
             session.server_url, session.tokens.refresh, on_late=on_late
         )

@@ -8,7 +8,7 @@ the terminal side is the CLI's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from kitty_auth.domain.model import Credentials, Identity, IssuedTokens
@@ -54,8 +54,13 @@ class OAuthGateway(Protocol):
         """``GET /api/v1/me`` on the issuing server."""
         ...
 
-    def refresh(self, session: Credentials) -> IssuedTokens:
-        """The refresh-token grant at the session's stored token endpoint. Rejected -> TokenRejectedError."""
+    def refresh(
+        self, session: Credentials, on_late: Callable[[IssuedTokens], None] | None = None
+    ) -> IssuedTokens:
+        """The refresh-token grant at the session's stored token endpoint. Rejected -> TokenRejectedError.
+
+        ``on_late`` as in ``TokenGateway.refresh``: a valid answer that arrives after the deadline.
+        """
         ...
 
 
