@@ -112,6 +112,9 @@ class FakeTokenGateway:
     # NetworkError and the answer waits in late_answers until the test delivers it.
     answer_late: int = 0
     late_answers: list[Callable[[], None]] = field(default_factory=list)
+    # Opaque tokens (not JWTs) whose lifetimes the response states in expires_in and
+    # refresh_token_expires_in, as spec-kitty 3.x and the reference server's opaque mode do.
+    opaque: bool = False
 
     def fail_next(self, call: str, error: Exception, times: int = 1) -> None:
         self.failures.setdefault(call, []).extend([error] * times)
@@ -123,6 +126,13 @@ class FakeTokenGateway:
             raise queued.pop(0)
 
     def _issue(self) -> IssuedTokens:
+        if self.opaque:
+            access, refresh = "at_" + secrets.token_urlsafe(24), "rt_" + secrets.token_urlsafe(24)
+            self.valid_access.add(access)
+            self.valid_refresh.add(refresh)
+            return IssuedTokens(access=access, refresh=refresh,
+                                expires_in=self.access_lifetime.total_seconds(),
+                                refresh_expires_in=self.refresh_lifetime.total_seconds())
         server_now = self.clock.now() + self.server_clock_offset
         access = make_jwt(iat=server_now, lifetime=self.access_lifetime, kind="access")
         refresh = make_jwt(iat=server_now, lifetime=self.refresh_lifetime, kind="refresh")

@@ -295,6 +295,18 @@ def test_an_oauth_session_refreshes_rotates_and_serves_the_library(e2e: E2E, pag
     assert stored(e2e)["session"]["method"] == "device"
 
 
+def test_a_short_lived_opaque_access_token_is_not_refreshed_on_every_use(e2e: E2E, page: Page, tmp_path: Path) -> None:
+    """A 60 s opaque token gets a quarter of its own life as margin, not the 60 s of a 15-minute token."""
+    e2e.server.set_lifetimes(access=60)
+    device_login(e2e, page, tmp_path)
+    assert stored(e2e)["tokens"]["access_lifetime_s"] == 60
+    e2e.server.reset_stats()
+    run = e2e.library("import kitty_auth\nclient = kitty_auth.AuthClient()\n"
+                      "tokens = {client.get_access_token() for _ in range(3)}\nassert len(tokens) == 1\nclient.close()\n")
+    assert run.returncode == 0, run.output
+    assert "/oauth/token" not in e2e.server.stats()["requests"]
+
+
 # The token endpoint runs (django-oauth-toolkit rotates the refresh token and revokes the old one), then its answer
 # waits LATE s: past the client's 5 s read timeout, inside its 30 s late-answer window.
 LATE = 10.0

@@ -126,6 +126,56 @@ def test_a_team_slug_is_kept_across_a_refresh_that_names_none() -> None:
     assert cf.parse(text.encode()).team_slug == "acme"
 
 
+# -- opaque access tokens: their lifetime --------------------------------------------------
+
+def opaque_session(lifetime_s: float, requested_at: datetime = T0) -> Credentials:
+    tokens = TokenPair.issued("at-opaque", "rt-opaque", requested_at, expires_in=lifetime_s)
+    return Credentials(tokens=tokens, username="user@example.com", server_url="https://spec-kitty-dev.fly.dev")
+
+
+def test_an_opaque_access_tokens_lifetime_is_kept_in_whole_seconds() -> None:
+    text = cf.render(opaque_session(60), None).decode()
+    assert "access_lifetime_s = 60\n" in text
+    assert tomllib.loads(text)["tokens"]["access_lifetime_s"] == 60
+    assert cf.parse(text.encode()).tokens.access_lifetime == timedelta(seconds=60)
+    # a JWT carries its own lifetime: nothing is added, and a refresh to one removes the key
+    jwt_session = password_session()
+    assert "access_lifetime_s" not in cf.render(jwt_session, text.encode()).decode()
+
+
+def test_the_spec_kitty_2_hosts_toml_parser_reads_the_file_with_the_lifetime() -> None:
+    """spec-kitty 2.1.3's CredentialStore reads the file with the `toml` package and picks its keys by name."""
+    import toml
+
+    data = toml.loads(cf.render(opaque_session(60), PASSWORD_TEXT.encode()).decode())
+    assert data["tokens"]["access"] == "at-opaque" and data["tokens"]["refresh"] == "rt-opaque"
+    assert data["user"]["username"] == "user@example.com"
+
+
+def test_a_file_without_the_lifetime_falls_back_to_the_default() -> None:
+    loaded = cf.parse(PASSWORD_TEXT.encode())
+    assert loaded.tokens.opaque_access_lifetime is None
+
+
+@pytest.mark.parametrize("value", ['"60"', "true", "0", "-5", "60.5", "1e300", "999999999999", "[60]"])
+def test_an_unusable_lifetime_counts_as_absent_never_as_a_corrupt_file(value: str) -> None:
+    text = PASSWORD_TEXT.replace('refresh_expires_at = "2026-02-10T16:30:00Z"\n',
+                                 f'refresh_expires_at = "2026-02-10T16:30:00Z"\naccess_lifetime_s = {value}\n')
+    assert cf.parse(text.encode()).tokens.opaque_access_lifetime is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(lifetime_s=st.floats(min_value=4.0, max_value=3660 * 86400.0, allow_nan=False),
+       micro=st.integers(min_value=0, max_value=999_999))
+def test_property_a_fresh_opaque_token_read_back_from_the_file_is_not_inside_the_margin(lifetime_s, micro) -> None:
+    """Instants are kept to the second and lifetimes in whole seconds: still no refresh of a fresh token."""
+    from kitty_auth.domain.model import AccessDecision, ExpiryPolicy
+
+    requested_at = T0.replace(microsecond=micro)
+    loaded = cf.parse(cf.render(opaque_session(lifetime_s, requested_at), None))
+    assert loaded.access_decision(requested_at, ExpiryPolicy()) is AccessDecision.USE
+
+
 # -- timestamps ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -425,7 +475,7 @@ OLD_OAUTH = {
 def foreign_file(draw: st.DrawFn, *, old_oauth: bool = False) -> str:
     """Our tables (an old session) among random foreign tables, keys and comments."""
     ours = {name: dict(zip(keys, values, strict=True)) for name, keys, values in [
-        ("tokens", cf.OUR_KEYS["tokens"], ['"old-a"', '"old-r"', '"2026-01-01T00:00:00Z"', '"2026-01-08T00:00:00Z"']),
+        ("tokens", cf.OUR_KEYS["tokens"], ['"old-a"', '"old-r"', '"2026-01-01T00:00:00Z"', '"2026-01-08T00:00:00Z"', "300"]),
         ("user", ("username",), ['"old@example.com"']),
         ("server", ("url",), ['"https://old.example"']),
     ]}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kitty_auth.domain.model import AccessDecision, ExpiryPolicy, local_expiry
+from kitty_auth.domain.model import MAX_LIFETIME, AccessDecision, Credentials, ExpiryPolicy, TokenPair, local_expiry
 from kitty_auth.domain.use_cases import EnsureFreshToken, Login
 from kitty_auth.testing import FakeClock, FakeTokenGateway, InMemoryCredentialRepository, make_jwt
 
@@ -125,3 +126,61 @@ def test_short_tokens_get_a_quarter_of_their_life_as_margin():
     assert policy.margin(timedelta(seconds=120)) == timedelta(seconds=30)
     assert decide_with(timedelta(seconds=30), timedelta(seconds=120)) is AccessDecision.REFRESH_EARLY
     assert decide_with(timedelta(seconds=30) + TINY, timedelta(seconds=120)) is AccessDecision.USE
+
+
+# Opaque access tokens (no claims to read): the margin comes from the lifetime stated when they were issued.
+opaque_lifetimes = st.floats(min_value=4.0, max_value=MAX_LIFETIME.total_seconds(), allow_nan=False)
+
+
+def opaque_session(lifetime_s: float, requested_at: datetime = EPOCH) -> Credentials:
+    tokens = TokenPair.issued("at_opaque_access", "rt_opaque_refresh", requested_at, expires_in=lifetime_s)
+    return Credentials(tokens=tokens, username="user@example.com", server_url="https://auth.example.test")
+
+
+@given(opaque_lifetimes)
+def test_a_freshly_issued_opaque_token_is_never_inside_the_margin(lifetime_s):
+    creds = opaque_session(lifetime_s)
+    assert creds.tokens.access_lifetime == timedelta(seconds=lifetime_s)
+    assert creds.access_decision(EPOCH, policy) is AccessDecision.USE
+
+
+@pytest.mark.parametrize(("lifetime_s", "margin_s"), [(60, 15), (4, 1), (2 * 3600, 60), (15 * 60, 60)])
+def test_an_opaque_token_gets_the_margin_of_its_own_lifetime(lifetime_s, margin_s):
+    creds = opaque_session(lifetime_s)
+    assert policy.margin(creds.tokens.access_lifetime) == timedelta(seconds=margin_s)
+    expires = creds.tokens.access_expires_at
+    assert creds.access_decision(expires - timedelta(seconds=margin_s) - TINY, policy) is AccessDecision.USE
+    assert creds.access_decision(expires - timedelta(seconds=margin_s), policy) is not AccessDecision.USE
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    access_s=st.integers(min_value=4, max_value=3600),
+    steps=st.lists(st.integers(min_value=0, max_value=600), min_size=1, max_size=40),
+)
+def test_opaque_tokens_cause_no_refresh_storm(access_s, steps):
+    """A server of opaque tokens (expires_in): each token is refreshed at most once per lifetime, and a
+    token just refreshed is used as is -- also when it lives less than the 60 s maximum margin."""
+    clock = FakeClock(EPOCH)
+    gateway = FakeTokenGateway(clock=clock, access_lifetime=timedelta(seconds=access_s), opaque=True)
+    repo = InMemoryCredentialRepository()
+    Login(repo, gateway, clock).execute("https://auth.example.test", "user@example.com", "s3cret")
+    use_case = EnsureFreshToken(repo, gateway, clock, policy)
+    for step in steps:
+        clock.advance(timedelta(seconds=step))
+        token = use_case.execute().tokens.access
+        refreshes = gateway.calls.count("refresh")
+        assert use_case.execute().tokens.access == token  # the same instant: no second refresh
+        assert gateway.calls.count("refresh") == refreshes
+    margin = policy.margin(timedelta(seconds=access_s)).total_seconds()
+    assert gateway.calls.count("refresh") <= sum(steps) // (access_s - margin) + 1
+
+
+def test_a_session_stored_without_the_lifetime_assumes_fifteen_minutes():
+    """Files written before the lifetime was kept (or by the spec-kitty 2.x host) fall back to the default."""
+    creds = opaque_session(60)
+    old = Credentials(tokens=TokenPair(creds.tokens.access, creds.tokens.refresh, creds.tokens.access_expires_at,
+                                       creds.tokens.refresh_expires_at),
+                      username=creds.username, server_url=creds.server_url)
+    assert old.tokens.access_lifetime is None
+    assert policy.margin(old.tokens.access_lifetime) == timedelta(seconds=60)

@@ -8,6 +8,8 @@ Layout (CONTRACT.md, "Files and settings"); the password part is exactly what th
     refresh = "eyJ..."
     access_expires_at = "2026-02-03T16:45:00Z"
     refresh_expires_at = "2026-02-10T16:30:00Z"   # absent: unknown (OAuth), valid until refused
+    access_lifetime_s = 60              # opaque access tokens: their lifetime when issued (whole
+                                        # seconds; sets the refresh margin); absent: 15 min assumed
 
     [user]
     username = "user@example.com"
@@ -57,10 +59,11 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kitty_auth.domain.model import (
+    MAX_LIFETIME,
     Credentials,
     Identity,
     LoginMethod,
@@ -72,7 +75,7 @@ from kitty_auth.domain.model import (
 
 # Our keys, table by table; everything else in the file belongs to someone else.
 OUR_KEYS: dict[str, tuple[str, ...]] = {
-    "tokens": ("access", "refresh", "access_expires_at", "refresh_expires_at"),
+    "tokens": ("access", "refresh", "access_expires_at", "refresh_expires_at", "access_lifetime_s"),
     "user": ("username", "team_slug", "email", "name", "user_id", "teams"),
     "server": ("url",),
     "session": ("method", "id"),
@@ -128,6 +131,7 @@ def _session(doc: dict[str, Any]) -> Credentials | None:
         refresh=_text(tokens, "refresh"),
         access_expires_at=parse_timestamp(tokens["access_expires_at"]),
         refresh_expires_at=None if refresh_at is None else parse_timestamp(refresh_at),
+        opaque_access_lifetime=_lifetime(tokens.get("access_lifetime_s")),
     )
     session = _optional_table(doc, "session")
     method = LoginMethod(_optional_text(session, "method") or LoginMethod.PASSWORD)
@@ -144,6 +148,21 @@ def _session(doc: dict[str, Any]) -> Credentials | None:
         oauth=oauth,
         identity=_identity(user),
     )
+
+
+def _lifetime(value: object) -> timedelta | None:
+    """``access_lifetime_s``: whole seconds. Anything else counts as absent (the default lifetime
+    is assumed): it only sets the refresh margin, never worth treating the session as corrupt."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_LIFETIME.total_seconds():
+        return None
+    return timedelta(seconds=value)
+
+
+def _lifetime_seconds(lifetime: timedelta | None) -> int | None:
+    """A lifetime as the file keeps it: whole seconds, at least 1 (None stays None)."""
+    if lifetime is None or lifetime <= timedelta(0):
+        return None
+    return max(1, min(round(lifetime.total_seconds()), int(MAX_LIFETIME.total_seconds())))
 
 
 def _oauth(table: dict[str, Any]) -> OAuthClient | None:
@@ -225,6 +244,7 @@ def canonical(credentials: Credentials) -> Credentials:
             tokens,
             access_expires_at=parse_timestamp(format_instant(tokens.access_expires_at)),
             refresh_expires_at=None if refresh_at is None else parse_timestamp(format_instant(refresh_at)),
+            opaque_access_lifetime=_lifetime(_lifetime_seconds(tokens.opaque_access_lifetime)),
         ),
         team_slug=credentials.team_slug or None,
         session_id=credentials.session_id or None,
@@ -266,6 +286,7 @@ def _values(c: Credentials) -> dict[str, dict[str, Any]]:
             "refresh": t.refresh,
             "access_expires_at": format_instant(t.access_expires_at),
             "refresh_expires_at": t.refresh_expires_at and format_instant(t.refresh_expires_at),
+            "access_lifetime_s": _lifetime_seconds(t.opaque_access_lifetime),
         },
         "user": {
             "username": c.username,

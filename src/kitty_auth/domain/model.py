@@ -262,12 +262,17 @@ class TokenPair:
 
     ``refresh_expires_at`` is None when the server never said how long the refresh token lives
     (OAuth servers may not): it is then valid until the server refuses it.
+    ``opaque_access_lifetime`` is an opaque access token's lifetime when it was issued (the
+    response's ``expires_in``, else the default): the refresh margin is a fraction of it, so a
+    60 s token is not refreshed on every use. None for a JWT (its claims say) or when unknown
+    (a file written before it was kept): the policy's default lifetime is assumed.
     """
 
     access: str
     refresh: str
     access_expires_at: datetime
     refresh_expires_at: datetime | None
+    opaque_access_lifetime: timedelta | None = None
 
     @classmethod
     def issued(
@@ -289,10 +294,12 @@ class TokenPair:
         """
         if not access or not refresh:
             raise MalformedResponseError()
+        opaque_lifetime: timedelta | None = None
         if is_jwt(access):
             access_at = local_expiry(access, requested_at)
         else:
-            access_at = _opaque_expiry(requested_at, lifetime_from_seconds(expires_in) or DEFAULT_ACCESS_LIFETIME)
+            opaque_lifetime = lifetime_from_seconds(expires_in) or DEFAULT_ACCESS_LIFETIME
+            access_at = _opaque_expiry(requested_at, opaque_lifetime)
         refresh_at: datetime | None
         if is_jwt(refresh):
             refresh_at = local_expiry(refresh, requested_at)
@@ -304,7 +311,8 @@ class TokenPair:
             refresh_at = _opaque_expiry(requested_at, default_refresh)
         else:
             refresh_at = None
-        return cls(access=access, refresh=refresh, access_expires_at=access_at, refresh_expires_at=refresh_at)
+        return cls(access=access, refresh=refresh, access_expires_at=access_at, refresh_expires_at=refresh_at,
+                   opaque_access_lifetime=opaque_lifetime)
 
     @classmethod
     def from_issued(
@@ -319,7 +327,8 @@ class TokenPair:
 
     @property
     def access_lifetime(self) -> timedelta | None:
-        return token_lifetime(self.access)
+        """How long the access token lives: a JWT's ``exp - iat``, else the lifetime it was issued with."""
+        return token_lifetime(self.access) or self.opaque_access_lifetime
 
     def refresh_usable(self, now: datetime) -> bool:
         """The refresh token has not expired (an unknown expiry counts as usable)."""
