@@ -58,6 +58,20 @@ def _revoker(http: Callable[[], Any], oauth: Callable[[], Any]) -> object:
     return HttpSessionRevoker(http(), oauth)
 
 
+# `auth logout` finishes within 6 s (CONTRACT): it waits this long for a lock held by another process (a
+# refresh in progress usually ends by then), and the whole logout -- lock, removal, revoke request -- gets
+# LOGOUT_BUDGET from its start; the rest of the 6 s is the interpreter's start-up and the network imports.
+LOGOUT_LOCK_WAIT = 3.0
+LOGOUT_BUDGET = 4.5
+
+
+def _logout_repository(repo: Any, wait: float) -> Any:
+    """The repository logout uses: the same file with a shorter wait for its lock (a fake is used as is)."""
+    if isinstance(repo, TomlCredentialRepository):
+        return TomlCredentialRepository(repo.path, lock_timeout=wait)
+    return repo
+
+
 def _web_browser() -> object:
     from kitty_auth.adapters.oauth_browser import WebBrowser
 
@@ -124,7 +138,11 @@ class Container(containers.DeclarativeContainer):
     websocket_connector = providers.Singleton(_websockets_connector)
 
     login = providers.Factory(Login, repo=repository, gateway=lazy_gateway, clock=clock)
-    logout = providers.Factory(Logout, repo=repository, revoker=lazy_revoker)
+    logout = providers.Factory(Logout, repo=repository, revoker=lazy_revoker)  # the library's clear_credentials
+    logout_repository = providers.Callable(_logout_repository, repository, LOGOUT_LOCK_WAIT)
+    logout_command = providers.Factory(  # `auth logout`: bounded by the contract's 6 s
+        Logout, repo=logout_repository, revoker=lazy_revoker, budget=LOGOUT_BUDGET
+    )
     choose_login_method = providers.Factory(_oauth_use_case("ChooseLoginMethod"), gateway=oauth_gateway)
     login_with_device = providers.Factory(
         _oauth_use_case("LoginWithDeviceCode"), repo=repository, gateway=oauth_gateway, clock=clock

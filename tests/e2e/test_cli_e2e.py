@@ -344,3 +344,61 @@ def test_no_waiting_notice_when_stderr_is_not_a_terminal(e2e: E2E):
     run = e2e.login()
     assert run.returncode == 0, run.output
     assert "Contacting" not in run.output
+
+
+# ------------------------------------------------------------------------------ logout and a busy lock
+
+LOCK_HOLDER = """
+import sys, time, filelock
+lock = filelock.FileLock(sys.argv[1], mode=0o600)
+lock.acquire()
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))  # a refresh in progress (short) or a stuck holder (long)
+lock.release()
+time.sleep(120)
+"""
+
+# The contract: logout finishes within 6 s. A hang bound with room for a loaded machine, far below the 20 s
+# every other command waits for the lock.
+LOGOUT_HANG_BOUND = 12.0
+
+
+def hold_lock(e2e: E2E, seconds: float) -> subprocess.Popen[str]:
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(e2e.home / "credentials.lock"), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_logout_with_a_stuck_lock_holder_ends_within_the_bound_and_keeps_the_session(e2e: E2E):
+    assert e2e.login().returncode == 0
+    before = e2e.credentials.read_bytes()
+    holder = hold_lock(e2e, 300)
+    try:
+        started = time.monotonic()
+        run = e2e.cli("logout", timeout=LOGOUT_HANG_BOUND + 5)
+        elapsed = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert elapsed < LOGOUT_HANG_BOUND, f"{elapsed:.1f} s"
+    assert run.returncode == 1 and run.stdout == ""
+    assert f"credentials lock {e2e.home / 'credentials.lock'}" in run.stderr
+    assert f"(held by process {holder.pid})" in run.stderr and "you are still logged in" in run.stderr
+    assert e2e.credentials.read_bytes() == before  # nothing removed, nothing revoked
+    assert "/api/v1/token/blacklist/" not in e2e.server.stats()["requests"]
+    # once the holder is gone, logout works
+    assert e2e.cli("logout").returncode == 0 and not e2e.credentials.exists()
+
+
+def test_logout_waits_for_a_refresh_in_progress_then_logs_out_and_revokes(e2e: E2E):
+    assert e2e.login().returncode == 0
+    holder = hold_lock(e2e, 1.0)
+    try:
+        run = e2e.cli("logout", timeout=LOGOUT_HANG_BOUND + 5)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run.returncode == 0, run.output
+    assert run.stdout.splitlines() == ["Logged out; stored credentials removed.", "The server revoked the session."]
+    assert not e2e.credentials.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
@@ -275,6 +276,27 @@ def test_password_sessions_are_revoked_at_the_blacklist_endpoint(server: Server)
     with pytest.raises(TokenRejectedError):
         revoker.revoke(password_session, 5.0)
     assert built == []  # no OAuth adapter for a password session
+
+
+@pytest.mark.parametrize("oauth", [False, True], ids=["blacklist", "rfc7009"])
+def test_the_revoke_request_is_bounded_by_the_deadline_logout_gives_it(oauth: bool) -> None:
+    """Logout hands the revoker what is left of its time; a password session's blacklist request obeys it too."""
+    release = threading.Event()
+
+    def hang(request: httpx.Request) -> httpx.Response:
+        release.wait(30)
+        return httpx.Response(200)
+
+    http = HttpxTokenGateway(transport=httpx.MockTransport(hang))
+    revoker = HttpSessionRevoker(http, lambda: HttpxOAuthGateway(http))
+    target = session() if oauth else Credentials(session().tokens, "u", SERVER)
+    try:
+        with pytest.raises(NetworkError) as caught:
+            revoker.revoke(target, 0.3)
+        assert "no answer within 0.3 s" in str(caught.value)
+    finally:
+        release.set()
+        http.close()
 
 
 def test_no_secret_reaches_the_logs(gateway, server, caplog) -> None:  # noqa: ANN001

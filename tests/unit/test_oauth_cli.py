@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from dependency_injector import providers
 
 from kitty_auth.container import Container, Settings, build_container
-from kitty_auth.domain.errors import NetworkError
+from kitty_auth.domain.errors import CredentialsLockTimeoutError, NetworkError
 from kitty_auth.domain.model import LoginMethod
 from kitty_auth.domain.oauth import CallbackPage
 from kitty_auth.domain.oauth_errors import MetadataUnavailableError
@@ -162,3 +162,18 @@ def test_logout_local_and_offline(world: World) -> None:
     result = world.run("logout")
     assert result.exit_code == 0 and result.output.startswith("Logged out")
     assert "not revoked: the server could not be reached" in result.output and world.repo.credentials is None
+
+
+def test_logout_with_a_busy_lock_exits_1_names_the_holder_and_keeps_the_session(world: World) -> None:
+    assert world.run("login", "--web").exit_code == 0
+    stored = world.repo.credentials
+
+    def busy() -> None:
+        raise CredentialsLockTimeoutError("/home/u/.spec-kitty/credentials.lock", 3.0, holder="process 4242")
+
+    world.repo.on_lock = busy
+    result = world.run("logout")
+    assert result.exit_code == 1 and "Logged out" not in result.output
+    assert "held by process 4242" in result.output and "you are still logged in" in result.output
+    assert "`kitty-auth auth logout` again" in result.output  # the command as the user runs it
+    assert world.repo.credentials == stored and "revoke" not in world.server.calls

@@ -567,8 +567,8 @@ class HttpxTokenGateway:
         self._check_status("refresh", status)
         return self._parse(TokenPairResponse, body).issued()
 
-    def blacklist(self, server_url: str, refresh_token: str) -> str:
-        """Revoke a password session's refresh token (simplejwt's blacklist endpoint), within 5 s.
+    def blacklist(self, server_url: str, refresh_token: str, deadline: float = BLACKLIST_TIMEOUT) -> str:
+        """Revoke a password session's refresh token (simplejwt's blacklist endpoint), within ``deadline`` s (5 s).
 
         Returns ``"revoked"`` (200), ``"absent"`` (404: the server has no blacklist endpoint) or
         ``"refused"`` (401: the token was already invalid). Raises like the other calls
@@ -577,7 +577,7 @@ class HttpxTokenGateway:
         base = normalize_server_url(server_url)
         status, _ = self._send(
             "POST", f"{base}{BLACKLIST_PATH}", json={"refresh": refresh_token},
-            deadline=min(BLACKLIST_TIMEOUT, self._total_timeout), body_for_any_status=False,
+            deadline=min(deadline, BLACKLIST_TIMEOUT, self._total_timeout), body_for_any_status=False,
         )
         if status == 200:
             return "revoked"

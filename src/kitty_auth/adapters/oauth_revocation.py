@@ -24,7 +24,7 @@ class HttpSessionRevoker:
         if session.oauth is not None:
             self._oauth().revoke(session, deadline)
             return
-        answer = self._password.blacklist(session.server_url, session.tokens.refresh)
+        answer = self._password.blacklist(session.server_url, session.tokens.refresh, deadline)
         if answer == "absent":
             raise RevocationUnsupportedError()
         if answer == "refused":  # 401: the token was already invalid

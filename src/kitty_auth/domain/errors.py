@@ -19,6 +19,7 @@ AuthError
  +-- CredentialsFileError            the credentials file cannot be read or written safely
  |    +-- CorruptCredentialsError    the file exists but is not a credentials file
  |    +-- CredentialsLockTimeoutError  another process held the lock for too long
+ |         +-- LogoutLockTimeoutError  ... while logout waited: nothing was removed
  +-- WebSocketError                  the live-sync connection failed (not authentication)
 
 Each error's ``str()`` is the one sentence a user sees; it never contains a token or password.
@@ -153,11 +154,30 @@ class CorruptCredentialsError(CredentialsFileError):
 class CredentialsLockTimeoutError(CredentialsFileError):
     def __init__(self, path: Path | str, seconds: float, holder: str | None = None) -> None:
         super().__init__(path)
+        self.seconds = seconds
         self.holder = holder  # e.g. "process 1234", when the repository could tell
         held_by = f" (held by {holder})" if holder else ""
         self.message = (
             f"Another spec-kitty process held the credentials lock {self.path} "
             f"for more than {seconds:g} s{held_by}; try again."
+        )
+        self.args = (self.message,)
+
+
+class LogoutLockTimeoutError(CredentialsLockTimeoutError):
+    """Logout found the lock busy (a refresh or login in progress): nothing was removed.
+
+    Removing the file without the lock would race the holder, which would then store its
+    tokens again: the user would be told "logged out" and still be logged in.
+    """
+
+    def __init__(self, path: Path | str, seconds: float, holder: str | None = None) -> None:
+        super().__init__(path, seconds, holder)
+        held_by = f" (held by {holder})" if holder else ""
+        self.message = (
+            f"Another spec-kitty process held the credentials lock {self.path} "
+            f"for more than {seconds:g} s{held_by}; nothing was removed and you are still logged in: "
+            "run `spec-kitty auth logout` again once that process is done."
         )
         self.args = (self.message,)
 

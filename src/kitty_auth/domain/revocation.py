@@ -32,6 +32,7 @@ class RevokeOutcome(enum.Enum):
     NO_ENDPOINT = "no_endpoint"
     OFFLINE = "offline"
     REFUSED = "refused"
+    NO_TIME = "no_time"  # the lock wait used up logout's time bound: the request was not sent
 
 
 _NOT_REVOKED = {
@@ -41,6 +42,7 @@ _NOT_REVOKED = {
     RevokeOutcome.NO_ENDPOINT: "the server has no revocation endpoint",
     RevokeOutcome.OFFLINE: "the server could not be reached",
     RevokeOutcome.REFUSED: "the server refused",
+    RevokeOutcome.NO_TIME: "waiting for the credentials file left no time to ask the server",
 }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -13,6 +15,7 @@ from kitty_auth.domain.errors import (
     CredentialsFileError,
     CredentialsLockTimeoutError,
     InvalidInputError,
+    LogoutLockTimeoutError,
     NetworkError,
     NotAuthenticatedError,
     ServerError,
@@ -104,28 +107,52 @@ class Logout:
     ``remove`` reads and removes the file under the credentials lock (so no refresh can store
     tokens behind it); ``revoke`` runs after, without the lock, bounded by ``revoke_deadline``,
     and never raises for a server problem: logging out offline still logs out.
+
+    ``budget`` (seconds, from the start of ``remove``) bounds the whole logout: the revoke
+    request gets what is left of it (at most ``revoke_deadline``), and is not sent when less than
+    ``MIN_REVOKE`` is left. The wait for the lock is the repository's (the CLI gives logout a
+    repository that waits a few seconds: a refresh in progress usually ends by then); when the
+    lock stays busy, nothing is removed (LogoutLockTimeoutError): removing the file behind the
+    holder's back would let a refresh store its tokens again right after "Logged out".
     """
 
+    MIN_REVOKE = 0.5  # seconds: less than this cannot complete a TLS handshake and an answer
+
     def __init__(self, repo: CredentialRepository, revoker: SessionRevoker | None = None,
-                 revoke_deadline: float = 5.0) -> None:
+                 revoke_deadline: float = 5.0, *, budget: float | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._repo, self._revoker, self._deadline = repo, revoker, revoke_deadline
+        self._budget, self._monotonic = budget, monotonic
+        self._started: float | None = None
 
     def execute(self) -> bool:
         """Local logout only (the library's ``clear_credentials``); True when something was removed."""
         return self.remove().removed
 
     def remove(self) -> LocalLogout:
-        with self._repo.lock():
-            try:
-                session = self._repo.load()
-            except CredentialsFileError:
-                # A corrupt file counts as logged out, and one we may not read is still ours to
-                # remove from our folder: either way there is nothing to revoke. A symlink is
-                # refused by clear() itself.
-                session = None
-            removed = self._repo.clear()
+        self._started = self._monotonic()
+        try:
+            with self._repo.lock():
+                try:
+                    session = self._repo.load()
+                except CredentialsFileError:
+                    # A corrupt file counts as logged out, and one we may not read is still ours to
+                    # remove from our folder: either way there is nothing to revoke. A symlink is
+                    # refused by clear() itself.
+                    session = None
+                removed = self._repo.clear()
+        except CredentialsLockTimeoutError as exc:
+            log.info("logout: the credentials lock stayed busy; nothing removed")
+            raise LogoutLockTimeoutError(exc.path, exc.seconds, exc.holder) from None
         log.info("logout: %s", "credentials removed" if removed else "nothing stored")
         return LocalLogout(removed=removed, session=session if removed else None)
+
+    def _revoke_deadline(self) -> float:
+        """What the revoke request may take: ``revoke_deadline``, within what is left of ``budget``."""
+        if self._budget is None or self._started is None:
+            return self._deadline
+        left = self._budget - (self._monotonic() - self._started)
+        return min(self._deadline, math.floor(left * 10) / 10)  # tenths: the offline message names it
 
     def revoke(self, local: LocalLogout, *, skip: bool = False) -> LogoutResult:
         """Revoke what ``remove`` removed (RFC 7009 for OAuth sessions, the blacklist for password ones).
@@ -140,8 +167,13 @@ class Logout:
             return LogoutResult(True, RevokeOutcome.UNREADABLE)
         if self._revoker is None:
             return LogoutResult(True, RevokeOutcome.NO_ENDPOINT)
+        revoke = self._revoker.revoke  # builds the network adapter first: not counted in the request's time
+        deadline = self._revoke_deadline()
+        if deadline < self.MIN_REVOKE:
+            log.info("logout: no time left to ask the server")
+            return LogoutResult(True, RevokeOutcome.NO_TIME)
         try:
-            self._revoker.revoke(local.session, self._deadline)
+            revoke(local.session, deadline)
         except RevocationUnsupportedError:
             return LogoutResult(True, RevokeOutcome.NO_ENDPOINT)
         except NetworkError as exc:

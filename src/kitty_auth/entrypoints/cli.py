@@ -276,8 +276,10 @@ def logout(ctx: click.Context, local: bool) -> None:
     def run() -> None:
         container = _container(ctx)
         _warn_unreadable_config(container)
-        use_case = container.logout()
-        removed = use_case.remove()  # first: offline or not, the session is gone from this machine
+        use_case = container.logout_command()
+        # First: offline or not, the session is gone from this machine. A lock another process keeps
+        # busy for more than a few seconds ends logout here (exit 1, still logged in, the holder named).
+        removed = use_case.remove()
         click.echo("Logged out; stored credentials removed." if removed.removed
                    else "Logged out; no session was stored.")
         if local or removed.session is None:  # nothing to ask the server: no request, no network import
