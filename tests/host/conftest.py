@@ -31,8 +31,13 @@ from refserver.harness import RefServer
 REPO = Path(__file__).resolve().parents[2]
 HOST_REQUIREMENTS = ("spec-kitty-cli==2.1.3", "click")
 SWAP = "from kitty_auth.spec_kitty2 import *  # noqa: F401,F403 (kitty-auth replaces this module)\n"
-# Runs the host's own CLI entry point (the `spec-kitty` console script of spec-kitty-cli).
-HOST_MAIN = "import sys; from specify_cli import main; sys.argv[0] = 'spec-kitty'; sys.exit(main())"
+# Runs the host's own CLI entry point (the `spec-kitty` console script of spec-kitty-cli) with every logger at
+# DEBUG on stderr: the host configures no logging (SPEC_KITTY_LOG_LEVEL means nothing to it), so without this the
+# leak check would never see what kitty-auth and the libraries log inside the host.
+HOST_MAIN = (
+    "import logging, sys; logging.basicConfig(level=logging.DEBUG, stream=sys.stderr); "
+    "from specify_cli import main; sys.argv[0] = 'spec-kitty'; sys.exit(main())"
+)
 
 
 @dataclass(frozen=True)
@@ -126,20 +131,29 @@ class Host(E2E):
 
         ``SECRET(value)`` adds a value the code handles (a ws token) to the leak check.
         """
-        out = self.home.parent / "secrets-out.txt"
-        prelude = textwrap.dedent(f"""\
+        proc = subprocess.run([str(self.venv.python), "-c", self.prelude() + textwrap.dedent(code)],
+                              capture_output=True, text=True, env=self.env(**env), timeout=timeout, cwd=self.home,
+                              stdin=subprocess.DEVNULL)
+        self.collect_secrets()
+        return self._record(Run(["python", "-c", code], proc.returncode, proc.stdout, proc.stderr))
+
+    @property
+    def _secrets_out(self) -> Path:
+        return self.home.parent / "secrets-out.txt"
+
+    def prelude(self) -> str:
+        """DEBUG logging to stderr and ``SECRET(value)``, which adds a value to the leak check."""
+        return textwrap.dedent(f"""\
             import logging, sys
             logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
             def SECRET(value):
-                with open({str(out)!r}, "a") as fh:
+                with open({str(self._secrets_out)!r}, "a") as fh:
                     fh.write(value + "\\n")
             """)
-        proc = subprocess.run([str(self.venv.python), "-c", prelude + textwrap.dedent(code)], capture_output=True,
-                              text=True, env=self.env(**env), timeout=timeout, cwd=self.home,
-                              stdin=subprocess.DEVNULL)
-        if out.exists():
-            self.secrets.update(line for line in out.read_text().splitlines() if line)
-        return self._record(Run(["python", "-c", code], proc.returncode, proc.stdout, proc.stderr))
+
+    def collect_secrets(self) -> None:
+        if self._secrets_out.exists():
+            self.secrets.update(line for line in self._secrets_out.read_text().splitlines() if line)
 
     def login(self, username: str | None = None, password: str | None = None, *extra: str, **env: str) -> Run:  # type: ignore[override]
         from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME

@@ -339,10 +339,16 @@ class AuthClient:
     def obtain_ws_token(self) -> str:
         """A short-lived WebSocket token (the string); a 401 gets one refresh and one retry."""
         self._require_saas_sync("websocket token exchange")
+        container = self._container()
         try:
-            return self._container().obtain_ws_token().execute().ws_token
+            token = container.obtain_ws_token().execute().ws_token
         except AuthError as exc:
             raise _host_error(exc) from exc
+        # The host's WebSocketClient dials with the `websockets` library itself, which logs every
+        # handshake header at DEBUG, this token's `Authorization` included; our connector's module
+        # redacts that logger when loaded, so load it before the token is handed over.
+        container.websocket_connector()
+        return token
 
     def get_access_token(self) -> str | None:
         """A valid access token, refreshed first when needed; None when there is none to give.
