@@ -176,6 +176,50 @@ def test_the_page_says_failed_when_me_fails_and_nothing_is_stored(repo, server, 
     assert repo.credentials is None and listener.delivered[0].page is CallbackPage.FAILED
 
 
+def test_tokens_issued_before_me_failed_are_revoked_before_the_error(repo, server, clock, progress, listener) -> None:  # noqa: ANN001
+    server.fail_next("me", ServerUnavailableError(503))
+    browser = FakeBrowser(user=user_approves(server, listener))
+    with pytest.raises(ServerUnavailableError):
+        browser_login(repo, server, clock, browser, listener).execute(URL, Endpoints.defaults(URL), progress)
+    assert repo.credentials is None
+    assert server.calls[-2:] == ["me", "revoke"]  # revoked before the error reached the user
+    assert server.revoked and not server.valid_refresh  # nothing the server issued is still valid
+    assert listener.delivered[0].page is CallbackPage.FAILED
+
+
+def test_a_device_login_whose_me_fails_revokes_what_was_issued(repo, server, clock, progress) -> None:  # noqa: ANN001
+    progress.on_wait = lambda n: server.approve_device(progress.shown[0][1].user_code)  # type: ignore[union-attr]
+    server.fail_next("me", TokenRejectedError())
+    with pytest.raises(TokenRejectedError):
+        LoginWithDeviceCode(repo, server, clock).execute(URL, Endpoints.defaults(URL), progress)
+    assert repo.credentials is None and server.calls[-1] == "revoke"
+    assert len(server.revoked) == 1 and not server.valid_refresh
+
+
+def test_a_session_that_cannot_be_saved_is_revoked(repo, server, clock, progress, listener) -> None:  # noqa: ANN001
+    def unwritable(credentials: Credentials) -> None:
+        raise CredentialsFileError("/home/u/.spec-kitty/credentials", "disk full")
+
+    repo.save = unwritable  # type: ignore[method-assign]
+    browser = FakeBrowser(user=user_approves(server, listener))
+    with pytest.raises(CredentialsFileError):
+        browser_login(repo, server, clock, browser, listener).execute(URL, Endpoints.defaults(URL), progress)
+    assert server.revoked and not server.valid_refresh
+
+
+@pytest.mark.parametrize("revocable", [True, False], ids=["revoke-offline", "no-revocation-endpoint"])
+def test_when_the_revocation_fails_too_the_login_reports_its_own_error(repo, server, clock, progress, listener,  # noqa: ANN001
+                                                                         revocable: bool) -> None:
+    server.fail_next("me", MalformedResponseError())
+    server.revocable = revocable
+    if revocable:
+        server.fail_next("revoke", NetworkError("auth.example.test: timed out"))
+    browser = FakeBrowser(user=user_approves(server, listener))
+    with pytest.raises(MalformedResponseError):
+        browser_login(repo, server, clock, browser, listener).execute(URL, Endpoints.defaults(URL), progress)
+    assert repo.credentials is None and "revoke" in server.calls
+
+
 def test_timeout_is_announced_and_counts_refused_callbacks(repo, server, clock, progress, listener) -> None:  # noqa: ANN001
     browser = FakeBrowser(user=lambda url: listener.deliver({"code": "x", "state": "wrong"}))
     start = clock.now()

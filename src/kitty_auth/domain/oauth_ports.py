@@ -63,6 +63,13 @@ class OAuthGateway(Protocol):
         """
         ...
 
+    def revoke(self, session: Credentials, deadline: float) -> None:
+        """RFC 7009 at the session's stored revocation endpoint, within ``deadline`` seconds.
+
+        RevocationUnsupportedError without one; other ServerErrors otherwise (as SessionRevoker).
+        """
+        ...
+
 
 class Browser(Protocol):
     def open(self, url: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from kitty_auth.domain.errors import TransientServerError
@@ -87,7 +87,14 @@ class ChooseLoginMethod:
 
 
 class _OAuthSession:
-    """Turns issued tokens into a stored session: ``me`` names the user, then one atomic save."""
+    """Turns issued tokens into a stored session: ``me`` names the user, then one atomic save.
+
+    When that fails (``me`` refused or unreachable, the file cannot be written), nothing is stored,
+    but the server has issued a session: it is revoked (best effort, bounded by
+    ``ABANDON_DEADLINE``) before the error is reported, so no valid tokens are left that nobody holds.
+    """
+
+    ABANDON_DEADLINE = 3.0  # seconds; the user is waiting for the error
 
     def __init__(self, repo: CredentialRepository, gateway: OAuthGateway, clock: Clock) -> None:
         self.repo, self.gateway, self.clock = repo, gateway, clock
@@ -100,21 +107,36 @@ class _OAuthSession:
     def store(self, target: str, endpoints: Endpoints, method: LoginMethod,
               issued: IssuedTokens, requested_at: datetime) -> Credentials:
         """Call with the lock held (the exchange that produced ``issued`` ran under it too)."""
-        identity = self.gateway.me(target, issued.access)
-        credentials = Credentials(
+        issued_session = Credentials(
             tokens=TokenPair.from_issued(issued, requested_at, default_refresh=None),
-            username=identity.email,
+            username="",  # named by ``me`` below
             server_url=target,
-            team_slug=identity.team_slug or issued.team_slug,
+            team_slug=issued.team_slug,
             login_method=method,
             session_id=issued.session_id,
             oauth=OAuthClient(client_id=CLIENT_ID, token_endpoint=endpoints.token,
                               revocation_endpoint=endpoints.revocation),
-            identity=identity,
         )
-        self.repo.save(credentials)
+        try:
+            identity = self.gateway.me(target, issued.access)
+            credentials = replace(issued_session, username=identity.email,
+                                  team_slug=identity.team_slug or issued.team_slug, identity=identity)
+            self.repo.save(credentials)
+        except Exception as exc:  # Ctrl-C (not an Exception) exits at once instead
+            self._abandon(issued_session, exc)
+            raise
         log.info("logged in (%s) as %s at %s", method.value, identity.email, target)
         return credentials
+
+    def _abandon(self, issued_session: Credentials, cause: Exception) -> None:
+        """Revoke a session the server issued but the login could not store; never raises."""
+        try:
+            self.gateway.revoke(issued_session, self.ABANDON_DEADLINE)
+        except Exception as exc:  # noqa: BLE001 - the login's own error is what the user must see
+            log.info("login failed (%s) and the tokens just issued could not be revoked (%s)",
+                     type(cause).__name__, type(exc).__name__)
+            return
+        log.info("login failed (%s); the tokens just issued were revoked", type(cause).__name__)
 
 
 class LoginWithDeviceCode:
