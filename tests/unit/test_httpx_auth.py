@@ -7,6 +7,8 @@ tokens are valid; the session lives in the in-memory repository.
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,3 +137,18 @@ def test_nothing_is_logged_with_a_token(setup, caplog: pytest.LogCaptureFixture)
     assert caplog.records  # the refresh was logged (by name, without values)
     for token in tokens:
         assert token not in caplog.text
+
+
+def test_threads_sharing_a_client_share_one_refresh(setup) -> None:
+    auth, gateway, repo, api = setup
+    gateway.revoke_access()
+    start = threading.Barrier(8)
+
+    def call(i: int) -> int:
+        start.wait(timeout=30)
+        return http.get(f"{SERVER}/api/v1/x/{i}").status_code
+
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as http, ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(call, range(8)))
+    assert statuses == [200] * 8
+    assert gateway.calls.count("refresh") == 1

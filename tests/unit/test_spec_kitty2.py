@@ -329,3 +329,17 @@ def test_a_lock_other_than_the_shared_one_is_refused(home: Path) -> None:
     with pytest.raises(sk2.CredentialsAccessError, match="credentials.lock"):
         _save(store)
     assert not store.credentials_path.exists()
+
+
+def test_a_replaced_credential_store_is_the_one_the_client_uses(home: Path, tmp_path: Path) -> None:
+    client = sk2.AuthClient()
+    store = sk2.CredentialStore()
+    elsewhere = tmp_path / "other-home" / ".spec-kitty"
+    store.credentials_path = elsewhere / "credentials"
+    store.lock_path = elsewhere / "credentials.lock"
+    client.credential_store = store
+    _save(store, team_slug="acme")
+    assert client.is_authenticated() and client.get_team_slug() == "acme"
+    assert client.get_access_token() == "access-token-1"
+    client.clear_credentials()
+    assert not (elsewhere / "credentials").exists()
