@@ -424,6 +424,19 @@ def test_ctrl_c_while_polling_exits_130_and_stores_nothing(e2e: E2E, tmp_path: P
     assert run.returncode == 130 and "Aborted." in run.stderr and not e2e.credentials.exists()
 
 
+def test_ctrl_c_while_waiting_for_the_browser_exits_130_and_stores_nothing(e2e: E2E, tmp_path: Path) -> None:
+    running = start(e2e, tmp_path, "login", "--web")
+    url = running.browser_url()
+    running.wait_for_line("Waiting up to")
+    running.proc.send_signal(signal.SIGINT)  # as Ctrl-C
+    run = running.finish()
+    assert run.returncode == 130 and "Aborted." in run.stderr and not e2e.credentials.exists()
+    redirect = dict(parse_qsl(urlsplit(url).query))["redirect_uri"]
+    with pytest.raises(OSError):  # the loopback port is closed with the process
+        import urllib.request
+        urllib.request.urlopen(redirect + "?state=x&code=y", timeout=5)  # noqa: S310 - loopback, http by RFC 8252
+
+
 def test_the_leak_check_sees_codes_and_verifiers(e2e: E2E) -> None:
     """Guards the guard: a verifier is found through its challenge, a device code as a plain secret."""
     from e2e.conftest import pkce_verifiers_in

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kitty_auth.domain.errors import CredentialsLockTimeoutError, LogoutLockTimeoutError
+from kitty_auth.domain.errors import CredentialsLockTimeoutError, InvalidServerUrlError, LogoutLockTimeoutError
 from kitty_auth.domain.model import Credentials, LoginMethod, OAuthClient, TokenPair
 from kitty_auth.domain.revocation import RevokeOutcome
 from kitty_auth.domain.use_cases import Logout
@@ -96,3 +96,11 @@ def test_the_revoke_request_never_gets_more_than_its_own_deadline(server: FakeOA
         use_case = Logout(InMemoryCredentialRepository(session()), server, budget=budget, monotonic=Ticks())
         use_case.revoke(use_case.remove())
     assert deadlines == [5.0, 5.0]
+
+
+def test_a_revoke_that_cannot_even_be_sent_still_logs_out(server: FakeOAuthServer) -> None:
+    """A stored revocation endpoint the HTTP core refuses (e.g. a hand-edited file): logged out, not revoked."""
+    server.fail_next("revoke", InvalidServerUrlError("The server URL must not contain a query or fragment."))
+    result = Logout(InMemoryCredentialRepository(session()), server).execute_and_revoke()
+    assert result.removed and result.outcome is RevokeOutcome.REFUSED
+    assert result.sentence == "The session was not revoked: the server URL must not contain a query or fragment."

@@ -118,6 +118,17 @@ def test_every_endpoint_the_login_uses_is_checked_revocation_included() -> None:
         check_endpoints("https://auth.test", device_elsewhere, ("device_authorization",))
 
 
+@pytest.mark.parametrize("field", ["token", "revocation", "device_authorization"])
+def test_an_endpoint_we_send_requests_to_may_not_carry_a_query(field: str) -> None:
+    """The HTTP core sends to plain URLs only: refused before the browser opens, not at the code exchange."""
+    good = Endpoints.defaults("https://auth.test")
+    bad = Endpoints(**{**good.__dict__, field: getattr(good, field) + "?tenant=1"})
+    with pytest.raises(UnsafeEndpointError, match="query string"):
+        check_endpoints("https://auth.test", bad, ("authorization", "device_authorization"))
+    with_query = Endpoints(**{**good.__dict__, "authorization": good.authorization + "?tenant=1"})
+    check_endpoints("https://auth.test", with_query, ("authorization",))  # the browser's URL may have one
+
+
 def test_a_missing_endpoint_for_the_method_is_unsupported() -> None:
     endpoints = Endpoints(authorization=None, token="https://a.test/t", device_authorization=None, revocation=None)
     with pytest.raises(OAuthUnsupportedError):

@@ -7,7 +7,8 @@ so the rules are property-tested with hypothesis (tests/unit/test_oauth_properti
   unreserved characters), the challenge ``BASE64URL(SHA256(ASCII(verifier)))`` without padding.
 * ``state``: 32 random bytes, base64url; compared in constant time.
 * Endpoints (RFC 8414 metadata or spec-kitty 3.x's default paths) are used only when they are
-  https URLs on the server URL's own origin, checked before anything is sent to them.
+  https URLs on the server URL's own origin (those we send requests to: without a query),
+  checked before anything is sent to them.
 * The loopback callback (RFC 8252): a wrong or missing ``state`` is *foreign*: answered with an
   error page and otherwise ignored; only a callback carrying our ``state`` ends the wait.
 * Device polling (RFC 8628 section 3.5): wait ``interval`` (default 5 s) before each poll;
@@ -156,8 +157,14 @@ def check_endpoints(server_url: str, endpoints: Endpoints, needed: tuple[str, ..
     checked.update({name: labels[name][0] for name in needed})
     for name, label in checked.items():
         value = getattr(endpoints, name)
-        if value is not None and not same_origin_https(server_url, value):
+        if value is None:
+            continue
+        if not same_origin_https(server_url, value):
             raise UnsafeEndpointError(label)
+        if name != "authorization" and urlsplit(value).query:
+            # The endpoints we send requests to are plain URLs (the HTTP core refuses a query):
+            # refused here, before the user is sent to the browser, not at the code exchange.
+            raise UnsafeEndpointError(label, "has a query string, which kitty-auth does not send requests to")
 
 
 def authorization_url(endpoint: str, *, client_id: str, redirect_uri: str, pkce: Pkce, scope: str = SCOPE) -> str:

@@ -66,12 +66,9 @@ class NoBrowserError(AuthError):
 
 
 class UnsafeEndpointError(ServerError):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, problem: str = "is not https on the server's own origin") -> None:
         self.name = name
-        super().__init__(
-            f"The server's OAuth metadata names a {name} that is not https on the server's own "
-            "origin; refusing to log in there."
-        )
+        super().__init__(f"The server's OAuth metadata names a {name} that {problem}; refusing to log in there.")
 
 
 class OAuthUnsupportedError(ServerError):

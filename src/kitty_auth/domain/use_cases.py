@@ -18,7 +18,6 @@ from kitty_auth.domain.errors import (
     LogoutLockTimeoutError,
     NetworkError,
     NotAuthenticatedError,
-    ServerError,
     SessionExpiredError,
     TokenRejectedError,
     TransientServerError,
@@ -180,7 +179,7 @@ class Logout:
             return LogoutResult(True, RevokeOutcome.OFFLINE, exc.detail or "")
         except TokenRejectedError:
             return LogoutResult(True, RevokeOutcome.REFUSED, "the server already considered it invalid")
-        except ServerError as exc:
+        except AuthError as exc:  # a ServerError, or e.g. a stored endpoint we cannot send to
             return LogoutResult(True, RevokeOutcome.REFUSED, str(exc))
         log.info("logout: the server revoked the session")
         return LogoutResult(True, RevokeOutcome.REVOKED)
