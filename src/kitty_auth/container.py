@@ -68,7 +68,7 @@ LOGOUT_BUDGET = 4.5
 def _logout_repository(repo: Any, wait: float) -> Any:
     """The repository logout uses: the same file with a shorter wait for its lock (a fake is used as is)."""
     if isinstance(repo, TomlCredentialRepository):
-        return TomlCredentialRepository(repo.path, lock_timeout=wait)
+        return TomlCredentialRepository(repo.path, lock_path=repo.lock_path, lock_timeout=wait)
     return repo
 
 
@@ -126,7 +126,10 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     policy = providers.Singleton(ExpiryPolicy)
     credentials_path = providers.Callable(lambda settings: settings.credentials_path, settings)
-    repository = providers.Singleton(TomlCredentialRepository, path=credentials_path, lock_timeout=lock_timeout)
+    lock_path = providers.Object(None)  # None: beside the credentials file (credentials.lock)
+    repository = providers.Singleton(
+        TomlCredentialRepository, path=credentials_path, lock_path=lock_path, lock_timeout=lock_timeout
+    )
     http = providers.Singleton(_http)
     oauth_gateway = providers.Singleton(_oauth_gateway, http)
     gateway = providers.Singleton(_httpx_gateway, http, oauth_gateway.provider)
@@ -158,12 +161,15 @@ class Container(containers.DeclarativeContainer):
     obtain_ws_token = providers.Factory(ObtainWsToken, ensure_fresh=ensure_fresh_token, gateway=lazy_gateway)
 
 
-def build_container(settings: Settings | None = None, *, credentials_path: Path | None = None) -> Container:
+def build_container(settings: Settings | None = None, *, credentials_path: Path | None = None,
+                    lock_path: Path | None = None) -> Container:
     container = Container()
     if settings is not None:
         container.settings.override(providers.Object(settings))
     if credentials_path is not None:
         container.credentials_path.override(providers.Object(Path(credentials_path)))
+    if lock_path is not None:
+        container.lock_path.override(providers.Object(Path(lock_path)))
     return container
 
 

@@ -323,12 +323,19 @@ def test_symlinked_file_is_never_followed_and_is_a_permission_error(home: Path, 
     assert target.read_text() == "untouched"
 
 
-def test_a_lock_other_than_the_shared_one_is_refused(home: Path) -> None:
-    store = sk2.CredentialStore()
+def test_a_lock_path_set_after_construction_is_the_lock_used(home: Path) -> None:
+    from filelock import FileLock
+
+    store = sk2.CredentialStore(configure=lambda c: c.lock_timeout.override(providers.Object(0.2)))
     store.lock_path = home / "private.lock"
-    with pytest.raises(sk2.CredentialsAccessError, match="credentials.lock"):
-        _save(store)
-    assert not store.credentials_path.exists()
+    _save(store)
+    assert store.get_access_token() == "access-token-1"
+    assert (home / "private.lock").exists()
+    assert not store.credentials_path.with_suffix(".lock").exists()
+    # Held by another holder, that lock (not the default one) keeps our save out.
+    with FileLock(str(home / "private.lock"), timeout=0):
+        with pytest.raises(sk2.CredentialsAccessError):
+            _save(store)
 
 
 def test_a_replaced_credential_store_is_the_one_the_client_uses(home: Path, tmp_path: Path) -> None:

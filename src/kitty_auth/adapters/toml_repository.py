@@ -123,13 +123,15 @@ LOCK_TIMEOUT = 20.0
 class TomlCredentialRepository:
     """The stored session in a TOML file at ``path`` (normally ``$SPEC_KITTY_HOME/credentials``)."""
 
-    def __init__(self, path: Path | str, *, lock_timeout: float = LOCK_TIMEOUT,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, path: Path | str, *, lock_path: Path | str | None = None,
+                 lock_timeout: float = LOCK_TIMEOUT, sleep: Callable[[float], None] = time.sleep) -> None:
         if not (lock_timeout >= 0 and lock_timeout != float("inf")):
             raise ValueError("lock_timeout must be a finite number of seconds >= 0")
         self._sleep = sleep  # waits for the tracker's flock and before a second read (tests hook it)
         self._path = Path(path)
-        self._lock_path = lock_path_for(self._path)
+        # The default is the rule every spec-kitty program follows; another lock is for a host that
+        # chose one (spec-kitty 2.x's CredentialStore.lock_path is settable).
+        self._lock_path = Path(lock_path) if lock_path is not None else lock_path_for(self._path)
         self._lock_timeout = float(lock_timeout)
         self._filelock: BaseFileLock | None = None
         self._filelock_guard = threading.Lock()

@@ -146,14 +146,7 @@ class CredentialStore:
         if self._built is None or self._built[0] != key:
             if self._built is not None:
                 close_network(self._built[1])
-            if key[1] != key[0].with_suffix(".lock"):
-                # Our repository always locks the host's rule, credentials_path.with_suffix(".lock"),
-                # so that every program sharing the file shares one lock.
-                raise CredentialsAccessError(
-                    f"Cannot access credentials file. The lock must be {key[0].with_suffix('.lock')}, "
-                    f"the one every spec-kitty program uses (got {key[1]})."
-                )
-            container = build_container(credentials_path=key[0])
+            container = build_container(credentials_path=key[0], lock_path=key[1])
             if self._configure is not None:
                 self._configure(container)
             self._built = (key, container)
