@@ -35,7 +35,7 @@ from kitty_auth.domain.use_cases import (
 
 
 def _http() -> object:
-    from kitty_auth.adapters.http_gateway import HttpxTokenGateway  # imports httpx: network paths only
+    from kitty_auth.adapters.simplejwt_gateway import HttpxTokenGateway  # imports httpx: network paths only
 
     return HttpxTokenGateway()
 
@@ -195,5 +195,5 @@ def is_container(obj: object) -> bool:
 
 def close_network(container: Container) -> None:
     """Close the HTTP connection pool if this container ever opened one."""
-    if "kitty_auth.adapters.http_gateway" in sys.modules:  # never imported -> never opened
+    if "kitty_auth.adapters.simplejwt_gateway" in sys.modules:  # never imported -> never opened
         container.gateway().close()

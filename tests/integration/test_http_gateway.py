@@ -21,8 +21,9 @@ import trustme
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kitty_auth.adapters import http_gateway
-from kitty_auth.adapters.http_gateway import HttpxTokenGateway, build_ssl_context
+from kitty_auth.adapters import https_client, tls_trust
+from kitty_auth.adapters.simplejwt_gateway import HttpxTokenGateway
+from kitty_auth.adapters.tls_trust import build_ssl_context
 from kitty_auth.domain.errors import (
     AuthError,
     InvalidCredentialsError,
@@ -568,7 +569,7 @@ def tls_server(tmp_path: Path, clean_tls_env: None) -> Iterator[TLSServer]:
 @pytest.fixture(params=["truststore", "stdlib-fallback"])
 def trust_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "stdlib-fallback":
-        monkeypatch.setattr(http_gateway, "truststore", None)
+        monkeypatch.setattr(tls_trust, "truststore", None)
     return str(request.param)
 
 
@@ -695,7 +696,7 @@ def test_no_secret_is_logged_when_a_request_fails(
 
 
 @pytest.mark.skipif(
-    not sys.platform.startswith("linux") or http_gateway._system_bundle_for_linux() is None,
+    not sys.platform.startswith("linux") or tls_trust._system_bundle_for_linux() is None,
     reason="needs a Linux distribution CA bundle",
 )
 def test_ssl_cert_file_adds_to_the_system_bundle_instead_of_replacing_it(
@@ -924,7 +925,7 @@ def test_httpcore_failed_events_keep_the_exception_class_and_drop_its_text(
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_server.ca_pem))
     caplog.set_level(logging.DEBUG, logger="httpcore")
     secret = "Bearer leaked-" + "Z" * 20 + "\n"
-    http_gateway.install_log_redaction()
+    https_client.install_log_redaction()
     with httpx.Client(verify=build_ssl_context()) as client, pytest.raises(httpx.HTTPError):
         client.post(tls_server.url + "/api/v1/ws-token/", headers={"Authorization": secret})
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("httpcore")]

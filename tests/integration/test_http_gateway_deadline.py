@@ -22,9 +22,9 @@ import pytest
 import trustme
 
 from kitty_auth.adapters.clock import SystemClock
-from kitty_auth.adapters.http_gateway import HttpxTokenGateway
 from kitty_auth.adapters.oauth_gateway import HttpxOAuthGateway
 from kitty_auth.adapters.session_gateway import SessionTokenGateway
+from kitty_auth.adapters.simplejwt_gateway import HttpxTokenGateway
 from kitty_auth.adapters.toml_repository import TomlCredentialRepository
 from kitty_auth.domain.errors import CredentialsLockTimeoutError, NetworkError
 from kitty_auth.domain.model import Credentials, IssuedTokens, LoginMethod, OAuthClient, TokenPair

@@ -12,9 +12,9 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from kitty_auth.adapters.http_gateway import HttpxTokenGateway
 from kitty_auth.adapters.oauth_gateway import HttpxOAuthGateway
 from kitty_auth.adapters.oauth_revocation import HttpSessionRevoker
+from kitty_auth.adapters.simplejwt_gateway import HttpxTokenGateway
 from kitty_auth.domain.errors import (
     MalformedResponseError,
     NetworkError,

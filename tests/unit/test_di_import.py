@@ -77,7 +77,7 @@ def test_pydantic_imports_normally_after_the_container() -> None:
         "import sys, kitty_auth.container\n"
         "assert 'pydantic' not in sys.modules\n"
         "import pydantic\n"
-        "from kitty_auth.adapters.http_gateway import HttpxTokenGateway\n"
+        "from kitty_auth.adapters.simplejwt_gateway import HttpxTokenGateway\n"
         "print(pydantic.VERSION)\n"
     )
     assert _python(code).startswith("2.")

@@ -32,7 +32,8 @@ FORBIDDEN = {
 }  # fmt: skip
 FORBIDDEN_MODULES = {
     "importlib.metadata",  # click.version_option must look the version up only for --version
-    "kitty_auth.adapters.http_gateway",
+    "kitty_auth.adapters.https_client", "kitty_auth.adapters.simplejwt_gateway", "kitty_auth.adapters.response_fields",
+    "kitty_auth.adapters.tls_trust",
     "kitty_auth.adapters.websocket_connector",
     "kitty_auth.entrypoints.library",
     "kitty_auth.entrypoints.websocket",

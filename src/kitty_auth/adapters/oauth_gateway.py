@@ -1,7 +1,7 @@
 """The OAuthGateway over HTTPS: RFC 8414 discovery, the code and device grants, refresh, RFC 7009 revocation and ``/api/v1/me``.
 
-Every request goes through :meth:`HttpxTokenGateway.request`, the same core the password
-gateway uses, so TLS trust (truststore + ``SSL_CERT_FILE``), the 8 s total deadline, the body
+Every request goes through :meth:`HttpsClient.request` (``adapters/https_client.py``), the same
+core the password gateway uses, so TLS trust (truststore + ``SSL_CERT_FILE``), the 8 s total deadline, the body
 cap, "redirects are errors" and the redacted httpcore logs are the same for both protocols.
 Token requests are form-encoded with ``client_id`` (a public client, RFC 6749 2.3); responses
 are validated with pydantic and never quoted in an error (they hold tokens and codes).
@@ -21,27 +21,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Annotated, Final, TypeVar
+from typing import Annotated, Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from kitty_auth.adapters.http_gateway import (
-    CHECK_URL_HINT,
-    LOGIN_AGAIN_HINT,
-    REDIRECT_HINT,
-    HttpxTokenGateway,
-    Seconds,
-    SessionId,
-    Slug,
-    Token,
-)
-from kitty_auth.domain.errors import (
-    MalformedResponseError,
-    RateLimitedError,
-    ServerUnavailableError,
-    TokenRejectedError,
-    UnexpectedStatusError,
-)
+from kitty_auth.adapters.https_client import LOGIN_AGAIN_HINT, HttpsClient, raise_for_status
+from kitty_auth.adapters.response_fields import Seconds, SessionId, Slug, Token, parse
+from kitty_auth.domain.errors import MalformedResponseError, TokenRejectedError
 from kitty_auth.domain.model import Credentials, Identity, IssuedTokens, Team, normalize_server_url
 from kitty_auth.domain.oauth import DEVICE_GRANT, DeviceAuthorization, Endpoints, PollOutcome, same_origin_https
 from kitty_auth.domain.oauth_errors import (
@@ -58,7 +44,6 @@ from kitty_auth.domain.revocation import RevocationUnsupportedError
 logger = logging.getLogger("kitty_auth.oauth")
 
 ME_PATH: Final = "/api/v1/me"
-_M = TypeVar("_M", bound=BaseModel)
 
 # Text we may print (a name, an email, a URL to visit): no control characters, so a hostile
 # server cannot rewrite the user's terminal.
@@ -139,13 +124,6 @@ class MeResponse(_Model):
         )
 
 
-def _parse(model: type[_M], body: bytes, error: Callable[[], Exception] = MalformedResponseError) -> _M:
-    try:
-        return model.model_validate_json(body)
-    except (ValidationError, ValueError):
-        raise error() from None  # never chained: the validation text quotes the body
-
-
 def _oauth_error(body: bytes) -> str | None:
     """The ``error`` code of an RFC 6749 error response, None when the body is not one."""
     try:
@@ -158,21 +136,10 @@ def _oauth_error(body: bytes) -> str | None:
     return None
 
 
-def _raise_status(status: int, hint: str = CHECK_URL_HINT) -> None:
-    """Map a status that is not the call's success to the shared domain errors."""
-    if 300 <= status < 400:
-        raise UnexpectedStatusError(status, REDIRECT_HINT)
-    if status == 429:
-        raise RateLimitedError(status)
-    if 500 <= status < 600:
-        raise ServerUnavailableError(status)
-    raise UnexpectedStatusError(status, hint)
-
-
 class HttpxOAuthGateway:
-    """OAuthGateway and the OAuth half of SessionRevoker, over an HttpxTokenGateway's request core."""
+    """OAuthGateway and the OAuth half of SessionRevoker, over the shared HTTPS request core."""
 
-    def __init__(self, http: HttpxTokenGateway) -> None:
+    def __init__(self, http: HttpsClient) -> None:
         self._http = http
 
     # -- discovery
@@ -185,8 +152,8 @@ class HttpxOAuthGateway:
         if 500 <= status < 600:
             raise MetadataUnavailableError(status)
         if status != 200:
-            _raise_status(status, "; reading the server's OAuth metadata")
-        meta = _parse(MetadataResponse, body, lambda: MetadataMalformedError("not a JSON metadata document"))
+            raise_for_status(status, "; reading the server's OAuth metadata")
+        meta = parse(MetadataResponse, body, lambda: MetadataMalformedError("not a JSON metadata document"))
         logger.debug("OAuth metadata found")
         return Endpoints(
             authorization=meta.authorization_endpoint,
@@ -207,10 +174,10 @@ class HttpxOAuthGateway:
             "client_id": client_id, "code_verifier": verifier,
         })
         if status == 200:
-            return _parse(OAuthTokenResponse, body).issued()
+            return parse(OAuthTokenResponse, body).issued()
         if status in (400, 401) and (error := _oauth_error(body)):
             raise OAuthProtocolError(error, "authorization code")
-        _raise_status(status)
+        raise_for_status(status)
         raise AssertionError("unreachable")
 
     def start_device(self, endpoints: Endpoints, client_id: str, scope: str) -> DeviceAuthorization:
@@ -218,7 +185,7 @@ class HttpxOAuthGateway:
         status, body = self._http.request("POST", endpoints.device_authorization,
                                           form={"client_id": client_id, "scope": scope})
         if status == 200:
-            parsed = _parse(DeviceAuthorizationResponse, body)
+            parsed = parse(DeviceAuthorizationResponse, body)
             return DeviceAuthorization(
                 device_code=parsed.device_code, user_code=parsed.user_code,
                 verification_uri=parsed.verification_uri,
@@ -228,7 +195,7 @@ class HttpxOAuthGateway:
             )
         if status in (400, 401) and (error := _oauth_error(body)):
             raise OAuthProtocolError(error, "device authorization request")
-        _raise_status(status)
+        raise_for_status(status)
         raise AssertionError("unreachable")
 
     def poll_device(self, endpoints: Endpoints, client_id: str, device_code: str) -> IssuedTokens | PollOutcome:
@@ -236,7 +203,7 @@ class HttpxOAuthGateway:
             "grant_type": DEVICE_GRANT, "device_code": device_code, "client_id": client_id,
         })
         if status == 200:
-            return _parse(OAuthTokenResponse, body).issued()
+            return parse(OAuthTokenResponse, body).issued()
         error = _oauth_error(body) if status in (400, 401) else None
         if error == "authorization_pending":
             return PollOutcome.PENDING
@@ -248,13 +215,13 @@ class HttpxOAuthGateway:
             raise DeviceCodeExpiredError()
         if error:
             raise OAuthProtocolError(error, "device code")
-        _raise_status(status)
+        raise_for_status(status)
         raise AssertionError("unreachable")
 
     def refresh(self, session: Credentials, on_late: Callable[[IssuedTokens], None] | None = None) -> IssuedTokens:
         """The refresh-token grant at the session's stored token endpoint, with the password refresh's
         guarantees: an answer that comes after the deadline goes to ``on_late``, and the same refresh
-        token is never sent twice while its first request is still pending (see ``HttpxTokenGateway.request``)."""
+        token is never sent twice while its first request is still pending (see ``HttpsClient.request``)."""
         client = session.oauth
         if client is None or not same_origin_https(session.server_url, client.token_endpoint):
             raise UnsafeEndpointError("token endpoint")  # a tampered file: never send the token elsewhere
@@ -266,7 +233,7 @@ class HttpxOAuthGateway:
             if on_late is None or status != 200:
                 return
             try:
-                issued = _parse(OAuthTokenResponse, body).issued(refresh_fallback=sent)
+                issued = parse(OAuthTokenResponse, body).issued(refresh_fallback=sent)
             except MalformedResponseError:
                 return
             on_late(issued)
@@ -275,11 +242,11 @@ class HttpxOAuthGateway:
             "grant_type": "refresh_token", "refresh_token": sent, "client_id": client.client_id,
         }, on_late=late, key=sent)
         if status == 200:
-            return _parse(OAuthTokenResponse, body).issued(refresh_fallback=sent)
+            return parse(OAuthTokenResponse, body).issued(refresh_fallback=sent)
         error = _oauth_error(body) if status in (400, 401) else None
         if status == 401 or error == "invalid_grant":
             raise TokenRejectedError()
-        _raise_status(status, LOGIN_AGAIN_HINT)
+        raise_for_status(status, LOGIN_AGAIN_HINT)
         raise AssertionError("unreachable")
 
     # -- the signed-in user
@@ -288,10 +255,10 @@ class HttpxOAuthGateway:
         base = normalize_server_url(server_url)
         status, body = self._http.request("GET", base + ME_PATH, headers={"Authorization": f"Bearer {access_token}"})
         if status == 200:
-            return _parse(MeResponse, body).identity()
+            return parse(MeResponse, body).identity()
         if status == 401:
             raise TokenRejectedError()
-        _raise_status(status)
+        raise_for_status(status)
         raise AssertionError("unreachable")
 
     # -- revocation (RFC 7009)
@@ -309,4 +276,4 @@ class HttpxOAuthGateway:
             return
         if status in (404, 405):
             raise RevocationUnsupportedError()
-        _raise_status(status)
+        raise_for_status(status)

@@ -1,16 +1,21 @@
-"""The TokenGateway over HTTPS with httpx: one client per gateway, our own TLS trust, strict parsing.
+"""The HTTPS request core both protocols share: TLS trust, timeouts and a total deadline, late answers, body cap, log redaction.
 
-What this adapter guarantees
-----------------------------
-* Every ``server_url`` goes through :func:`normalize_server_url` before anything else, so a
-  non-https URL, or one carrying ``user:password@``, a query or a fragment, never causes traffic.
-* One ``httpx.Client`` per gateway instance, created lazily on the first request and reused, so
+:class:`HttpsClient` sends each request, for the simplejwt gateway
+(``simplejwt_gateway.HttpxTokenGateway``, a subclass) and the OAuth gateway alike; the protocols
+decide paths, bodies and what a status means, this module decides how bytes travel.
+
+What this core guarantees
+-------------------------
+* Every URL goes through :func:`normalize_server_url` before anything else, so a non-https URL,
+  or one carrying ``user:password@``, a query or a fragment, never causes traffic.
+* One ``httpx.Client`` per instance, created lazily on the first request and reused, so
   the requests of one AuthClient share a connection and a TLS session. Redirects are never
   followed (a 3xx is an error), cookies are dropped after every exchange (a Django session
   cookie sent back would switch DRF to CSRF-checked session auth), ``Accept-Encoding: identity``
   keeps the body cap a cap on real bytes.
-* Trust: :func:`build_ssl_context` -- the OS trust store through truststore, plus
-  ``$SSL_CERT_FILE`` / ``$SSL_CERT_DIR`` when set; httpx's certifi default is never used.
+* Trust: :func:`~kitty_auth.adapters.tls_trust.build_ssl_context` -- the OS trust store through
+  truststore, plus ``$SSL_CERT_FILE`` / ``$SSL_CERT_DIR`` when set; httpx's certifi default is
+  never used.
   Environment proxies (``HTTPS_PROXY``...) are still honoured (``trust_env`` stays on); the proxy
   transports httpx builds receive the same SSL context, so trust does not change behind a proxy.
 * Time: connect/read/write/pool timeouts of 5 s each; a server that accepts and never answers
@@ -20,7 +25,10 @@ What this adapter guarantees
   deadline passes gets NetworkError at once while the abandoned worker and its connection are
   dropped. So a server trickling header bytes, or a DNS lookup that hangs (httpx has no timeout
   for ``getaddrinfo``), cannot hold the credentials lock or a login for longer.
-* Bodies are streamed and abandoned once they exceed ``max_body_bytes``; only 200 bodies are read.
+* Late answers: a request the server may carry out although its answer comes too late (a refresh
+  that rotates a token) keeps listening for the late-answer window (30 s) and hands the answer to
+  ``on_late``; a second request with the same ``key`` waits for the first one's answer.
+* Bodies are streamed and abandoned once they exceed ``max_body_bytes``.
 * Errors: only domain errors leave this module, raised ``from None`` so httpx exceptions (whose
   text may contain URLs or, see below, header values) never appear in a user's traceback.
 
@@ -52,33 +60,29 @@ What httpx / httpcore log (httpx 0.28.1, httpcore 1.0.9, h11 0.16, read from the
   the same filter is attached to the ``hpack`` loggers anyway.
 * Our own logger ``kitty_auth.http`` logs method, path, status and elapsed milliseconds only.
 
-This module imports httpx, truststore and pydantic; it is meant to be imported only on network
-paths (the container decides), never by ``auth status``.
+This module imports httpx (and truststore, through ``tls_trust``); it is meant to be imported
+only on network paths (the container decides), never by ``auth status``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import socket
-import ssl
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Any, Final, Self
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
+from kitty_auth.adapters.tls_trust import build_ssl_context, error_chain, is_cert_verification_failure
+from kitty_auth.adapters.token_syntax import is_header_value
 from kitty_auth.domain.errors import (
-    InvalidCredentialsError,
     InvalidServerUrlError,
     MalformedResponseError,
     NetworkError,
@@ -88,157 +92,19 @@ from kitty_auth.domain.errors import (
     TokenRejectedError,
     UnexpectedStatusError,
 )
-from kitty_auth.adapters.token_syntax import MAX_TOKEN_LENGTH, TOKEN_PATTERN, is_header_value, is_token
-from kitty_auth.domain.model import MAX_LIFETIME, IssuedTokens, WsToken, normalize_server_url, utc
-
-try:  # truststore raises ImportError on platforms/implementations it cannot support
-    import truststore
-except ImportError:  # pragma: no cover - exercised by monkeypatching in tests
-    truststore = None  # type: ignore[assignment]
+from kitty_auth.domain.model import normalize_server_url
 
 logger = logging.getLogger("kitty_auth.http")
 
-TOKEN_PATH: Final = "/api/v1/token/"
-REFRESH_PATH: Final = "/api/v1/token/refresh/"
-BLACKLIST_PATH: Final = "/api/v1/token/blacklist/"
-WS_TOKEN_PATH: Final = "/api/v1/ws-token/"
-
 DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=5.0, write=5.0, pool=5.0)
 DEFAULT_TOTAL_TIMEOUT: Final = 8.0
-BLACKLIST_TIMEOUT: Final = 5.0  # logout: best effort, never long
 # How long a refresh whose caller gave up at the deadline is still listened to: the server may
 # already have rotated the token, and its late answer is then the only copy of the new pair.
 DEFAULT_LATE_ANSWER_WINDOW: Final = 30.0
 
 REDIRECT_HINT: Final = "; the server redirected the request, check the server URL"
 LOGIN_AGAIN_HINT: Final = "; try `spec-kitty auth login --force`"
-MISSING_FIELDS_HINT: Final = "; the server says the username or password is missing"
 CHECK_URL_HINT: Final = "; check the server URL"
-
-Token = Annotated[StrictStr, Field(min_length=1, max_length=MAX_TOKEN_LENGTH, pattern=TOKEN_PATTERN)]
-Seconds = StrictInt | StrictFloat  # the model judges the value (lifetime_from_seconds)
-Slug = Annotated[StrictStr, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-SessionId = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
-
-
-# --------------------------------------------------------------------------- response models
-
-
-class TokenPairResponse(BaseModel):
-    """200 body of /token/ and /token/refresh/. Extra fields are ignored.
-
-    The lifetime fields matter only for opaque tokens (a JWT's lifetime comes from its claims);
-    ``access_lifetime`` is another name for ``expires_in``.
-    """
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    access: Token
-    refresh: Token
-    team_slug: Slug | None = None
-    session_id: SessionId | None = None
-    expires_in: Seconds | None = None
-    access_lifetime: Seconds | None = None
-    refresh_token_expires_in: Seconds | None = None
-    refresh_token_expires_at: Annotated[AwareDatetime, Field(strict=True)] | None = None
-
-    def issued(self) -> IssuedTokens:
-        refresh_expires_at = None
-        if self.refresh_token_expires_at is not None:
-            try:  # e.g. 0001-01-01T00:00:00+01:00 has no UTC equivalent
-                refresh_expires_at = utc(self.refresh_token_expires_at)
-            except (OverflowError, ValueError):
-                raise MalformedResponseError() from None
-        return IssuedTokens(
-            access=self.access,
-            refresh=self.refresh,
-            expires_in=self.expires_in if self.expires_in is not None else self.access_lifetime,
-            refresh_expires_in=self.refresh_token_expires_in,
-            refresh_expires_at=refresh_expires_at,
-            team_slug=self.team_slug,
-            session_id=self.session_id,
-        )
-
-
-class WsTokenResponse(BaseModel):
-    """200 body of /ws-token/: ``ws_token`` plus ``expires_at`` and/or ``expires_in``."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    ws_token: Token
-    expires_at: Annotated[AwareDatetime, Field(strict=True)] | None = None
-    expires_in: Annotated[StrictInt, Field(ge=0, le=int(MAX_LIFETIME.total_seconds()))] | None = None
-    ws_url: StrictStr | None = None
-
-
-# --------------------------------------------------------------------------- TLS trust
-
-
-def _system_bundle_for_linux() -> str | None:
-    """The distribution CA bundle, ignoring $SSL_CERT_FILE (which replaces it in OpenSSL)."""
-    paths = ssl.get_default_verify_paths()
-    candidates = [
-        paths.openssl_cafile,
-        "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
-        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",  # Fedora, RHEL
-        "/etc/pki/tls/cert.pem",
-        "/etc/ssl/cert.pem",
-        "/etc/ssl/ca-bundle.pem",  # SUSE
-    ]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return None
-
-
-def _load_extra_trust(ctx: ssl.SSLContext, *, add_system_bundle: bool) -> None:
-    cafile = os.environ.get("SSL_CERT_FILE")
-    capath = os.environ.get("SSL_CERT_DIR")
-    try:
-        if cafile and os.path.isfile(cafile):
-            if add_system_bundle:
-                # On Linux, OpenSSL treats $SSL_CERT_FILE as a *replacement* for the system
-                # bundle when truststore calls set_default_verify_paths(); load the system
-                # bundle explicitly so the env var only adds trust.
-                bundle = _system_bundle_for_linux()
-                if bundle and os.path.realpath(bundle) != os.path.realpath(cafile):
-                    ctx.load_verify_locations(cafile=bundle)
-            ctx.load_verify_locations(cafile=cafile)
-        elif cafile:
-            logger.debug("SSL_CERT_FILE is set but is not a file; ignored")
-        if capath and os.path.isdir(capath):
-            # Note: on macOS/Windows truststore only sees CAs loaded eagerly (cafile), not
-            # lazily-loaded capath directories; SSL_CERT_DIR is effective on Linux.
-            ctx.load_verify_locations(capath=capath)
-    except (ssl.SSLError, OSError, ValueError):
-        raise TLSVerificationError(
-            "The CA bundle named by SSL_CERT_FILE or SSL_CERT_DIR could not be loaded; "
-            "check that it is a PEM file of CA certificates."
-        ) from None
-
-
-def build_ssl_context() -> ssl.SSLContext:
-    """The client SSL context: OS trust store (truststore) plus $SSL_CERT_FILE / $SSL_CERT_DIR.
-
-    Falls back to ``ssl.create_default_context()`` (OpenSSL's default paths) plus the same
-    variables when truststore cannot be used on this platform. Hostname checking and
-    certificate verification are always on; TLS 1.2 is the minimum.
-    """
-    ctx: ssl.SSLContext | None = None
-    if truststore is not None:
-        try:
-            ctx = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        except (OSError, RuntimeError, ValueError, NotImplementedError):  # pragma: no cover
-            ctx = None
-    if ctx is None:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        _load_extra_trust(ctx, add_system_bundle=False)
-    else:
-        _load_extra_trust(ctx, add_system_bundle=sys.platform.startswith("linux"))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = True
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
 
 
 # --------------------------------------------------------------------------- logging hygiene
@@ -294,10 +160,8 @@ def install_log_redaction() -> None:
 install_log_redaction()
 
 
-# --------------------------------------------------------------------------- the gateway
+# --------------------------------------------------------------------------- the request core
 
-Operation = Literal["obtain", "refresh", "ws_token", "blacklist"]
-_M = TypeVar("_M", bound=BaseModel)
 LateAnswer = Callable[[int, bytes], None]
 
 
@@ -328,25 +192,9 @@ class _Abandoned(Exception):
     """Raised inside httpcore (trace hook) to stop a request its caller gave up on before it is sent."""
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def _is_cert_verification_failure(exc: BaseException) -> bool:
-    return any(
-        isinstance(c, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(c)
-        for c in _causes(exc)
-    )
-
-
 def _network_cause(exc: BaseException) -> str:
     """Why a request failed, in a few words; never the exception's text (it may hold values)."""
-    chain = list(_causes(exc))
+    chain = list(error_chain(exc))
     if any(isinstance(c, socket.gaierror) for c in chain) or any(
         isinstance(c, httpx.ConnectError) and ("Name or service not known" in str(c) or "nodename" in str(c)
                                                or "getaddrinfo" in str(c) or "Errno -" in str(c))
@@ -462,8 +310,8 @@ class _Flight:
         self.client.close()
 
 
-class HttpxTokenGateway:
-    """TokenGateway over httpx. Thread-safe; call :meth:`close` (or use ``with``) when done."""
+class HttpsClient:
+    """HTTPS requests with our trust, deadlines, body cap and logs. Thread-safe; call :meth:`close` (or use ``with``)."""
 
     def __init__(
         self,
@@ -520,7 +368,7 @@ class HttpxTokenGateway:
         if client is not None:
             client.close()
 
-    def __enter__(self) -> HttpxTokenGateway:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -530,97 +378,6 @@ class HttpxTokenGateway:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    # -- the port
-
-    def obtain(self, server_url: str, username: str, password: str) -> IssuedTokens:
-        base = normalize_server_url(server_url)
-        status, body = self._post(base, TOKEN_PATH, {"username": username, "password": password})
-        self._check_status("obtain", status)
-        return self._parse(TokenPairResponse, body).issued()
-
-    def refresh(
-        self, server_url: str, refresh_token: str, on_late: Callable[[IssuedTokens], None] | None = None
-    ) -> IssuedTokens:
-        """Rotate ``refresh_token``. See the port: ``on_late`` receives an answer that came too late.
-
-        While an earlier refresh with the same token is still in flight in this process (its
-        caller gave up), the token is not sent again -- the server may already have rotated it,
-        and a second request could only be refused and cost the session: this call waits for
-        the earlier answer instead.
-        """
-        base = normalize_server_url(server_url)
-
-        def late(status: int, body: bytes) -> None:
-            if on_late is None or status != 200:
-                return
-            try:
-                issued = self._parse(TokenPairResponse, body).issued()
-            except MalformedResponseError:
-                return
-            on_late(issued)
-
-        status, body = self._send_once(
-            refresh_token, "POST", f"{base}{REFRESH_PATH}", json={"refresh": refresh_token},
-            deadline=self._total_timeout, body_for_any_status=False, late=late,
-        )
-        self._check_status("refresh", status)
-        return self._parse(TokenPairResponse, body).issued()
-
-    def blacklist(self, server_url: str, refresh_token: str, deadline: float = BLACKLIST_TIMEOUT) -> str:
-        """Revoke a password session's refresh token (simplejwt's blacklist endpoint), within ``deadline`` s (5 s).
-
-        Returns ``"revoked"`` (200), ``"absent"`` (404: the server has no blacklist endpoint) or
-        ``"refused"`` (401: the token was already invalid). Raises like the other calls
-        (NetworkError, ServerUnavailableError, UnexpectedStatusError...).
-        """
-        base = normalize_server_url(server_url)
-        status, _ = self._send(
-            "POST", f"{base}{BLACKLIST_PATH}", json={"refresh": refresh_token},
-            deadline=min(deadline, BLACKLIST_TIMEOUT, self._total_timeout), body_for_any_status=False,
-        )
-        if status == 200:
-            return "revoked"
-        if status == 404:
-            return "absent"
-        if status == 401:
-            return "refused"
-        self._check_status("blacklist", status)
-        raise UnexpectedStatusError(status)  # pragma: no cover - _check_status raised
-
-    def ws_token(self, server_url: str, access_token: str) -> WsToken:
-        base = normalize_server_url(server_url)
-        if not is_token(access_token):
-            # Never hand h11 a header value it would reject (and quote in its error message):
-            # a token we cannot send is one the server would not accept.
-            raise TokenRejectedError()
-        status, body = self._post(
-            base, WS_TOKEN_PATH, {}, headers={"Authorization": f"Bearer {access_token}"}
-        )
-        self._check_status("ws_token", status)
-        parsed = self._parse(WsTokenResponse, body)
-        received = datetime.now(UTC)
-        expires_in = parsed.expires_in
-        try:
-            if parsed.expires_at is not None:
-                expires_at: datetime = utc(parsed.expires_at)
-                if expires_in is None:
-                    expires_in = max(0, int((expires_at - received).total_seconds()))
-            elif expires_in is not None:
-                expires_at = received + timedelta(seconds=expires_in)
-            else:
-                raise MalformedResponseError()
-        except (OverflowError, ValueError):
-            # e.g. 0001-01-01T00:00:00+01:00: before the first representable UTC instant
-            raise MalformedResponseError() from None
-        return WsToken(
-            ws_token=parsed.ws_token,
-            expires_at=expires_at,
-            expires_in=expires_in,
-            ws_url=_checked_ws_url(parsed.ws_url, base),
-        )
-
-    # -- the shared request core (also used by the OAuth adapter)
 
     def request(
         self,
@@ -633,24 +390,25 @@ class HttpxTokenGateway:
         deadline: float | None = None,
         on_late: LateAnswer | None = None,
         key: str | None = None,
+        body_for_any_status: bool = True,
     ) -> tuple[int, bytes]:
-        """One HTTPS request with this gateway's trust, timeouts, total deadline, body cap and logs.
+        """One HTTPS request with this client's trust, timeouts, total deadline, body cap and logs.
 
         ``url`` must be an ``https://`` URL without user info, query or fragment (else
         InvalidServerUrlError, before any traffic). ``form`` is sent form-encoded, ``json`` as
-        JSON (at most one of them). ``deadline`` (seconds, default the gateway's total timeout)
-        bounds the whole exchange. Returns ``(status, body)``; the body is read for every status
-        (capped: MalformedResponseError above ``max_body_bytes``) and redirects are returned,
-        not followed. Raises NetworkError (no answer within the deadline, DNS, refused, reset),
-        TLSVerificationError; a header value that is not printable ASCII (e.g. a damaged token)
-        raises TokenRejectedError without sending anything.
+        JSON (at most one of them). ``deadline`` (seconds, default the client's total timeout)
+        bounds the whole exchange. Returns ``(status, body)``; the body is read (capped:
+        MalformedResponseError above ``max_body_bytes``) for every status, or only for a 200 when
+        ``body_for_any_status`` is False (the body of an error is then never looked at), and
+        redirects are returned, not followed. Raises NetworkError (no answer within the
+        deadline, DNS, refused, reset), TLSVerificationError; a header value that is not
+        printable ASCII (e.g. a damaged token) raises TokenRejectedError without sending anything.
 
         For a request the server may carry out although its answer comes too late (a refresh
-        that rotates a token), what :meth:`refresh` does for password sessions: ``on_late``
-        receives ``(status, body)`` of an answer that arrives after the caller gave up (within
-        the late-answer window, from the worker thread); ``key`` (the refresh token) makes a
-        second request with the same key, while the first is still in flight, wait for the
-        first one's answer instead of being sent.
+        that rotates a token): ``on_late`` receives ``(status, body)`` of an answer that arrives
+        after the caller gave up (within the late-answer window, from the worker thread); ``key``
+        (the refresh token) makes a second request with the same key, while the first is still
+        in flight, wait for the first one's answer instead of being sent.
         """
         normalize_server_url(url)  # validation only: keeps the caller's exact path
         for value in (headers or {}).values():
@@ -664,24 +422,11 @@ class HttpxTokenGateway:
             json=json,
             headers=headers,
             deadline=self._total_timeout if deadline is None else deadline,
-            body_for_any_status=True,
+            body_for_any_status=body_for_any_status,
             late=on_late,
         )
 
     # -- internals
-
-    def _post(
-        self,
-        base: str,
-        path: str,
-        payload: dict[str, str],
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, bytes]:
-        """POST JSON to one of the simplejwt endpoints; the body is read only for a 200."""
-        return self._send(
-            "POST", f"{base}{path}", json=payload, headers=headers,
-            deadline=self._total_timeout, body_for_any_status=False,
-        )
 
     def _send_once(
         self,
@@ -801,7 +546,7 @@ class HttpxTokenGateway:
                 "The server URL is not a valid URL; give an https:// URL."
             ) from None
         except httpx.TransportError as exc:
-            if _is_cert_verification_failure(exc):
+            if is_cert_verification_failure(exc):
                 self._log(method, path, status, started, note="TLS verification failed")
                 raise TLSVerificationError() from None
             self._log(method, path, status, started, note=type(exc).__name__)
@@ -834,36 +579,6 @@ class HttpxTokenGateway:
         return b"".join(chunks)
 
     @staticmethod
-    def _check_status(op: Operation, status: int) -> None:
-        if status == 200:
-            return
-        if 300 <= status < 400:
-            raise UnexpectedStatusError(status, REDIRECT_HINT)
-        if status == 401:
-            if op == "obtain":
-                raise InvalidCredentialsError()
-            raise TokenRejectedError()
-        if status == 429:
-            raise RateLimitedError(status)
-        if 500 <= status < 600:
-            raise ServerUnavailableError(status)
-        if 400 <= status < 500:
-            if op == "obtain":
-                raise UnexpectedStatusError(
-                    status, MISSING_FIELDS_HINT if status == 400 else CHECK_URL_HINT
-                )
-            raise UnexpectedStatusError(status, LOGIN_AGAIN_HINT)
-        raise UnexpectedStatusError(status)
-
-    @staticmethod
-    def _parse(model: type[_M], body: bytes) -> _M:
-        try:
-            return model.model_validate_json(body)
-        except (ValidationError, ValueError):
-            # Never chain: a ValidationError's text quotes the input (which holds tokens).
-            raise MalformedResponseError() from None
-
-    @staticmethod
     def _log(method: str, path: str, status: int, started: float, note: str = "") -> None:
         if logger.isEnabledFor(logging.DEBUG):
             elapsed_ms = int((time.monotonic() - started) * 1000)
@@ -877,35 +592,16 @@ class HttpxTokenGateway:
             )
 
 
-def _checked_ws_url(ws_url: str | None, base: str) -> str | None:
-    """The ``ws_url`` a ws-token answer named, if it is safe to connect to; else None.
+def raise_for_status(status: int, hint: str = CHECK_URL_HINT) -> None:
+    """Map a status that is not the call's success to the errors both protocols share.
 
-    Used only when it is ``wss://`` on the server URL's host and port (the stored session's
-    server) and carries no user info, query or fragment: the ws token goes there in a header,
-    so a URL elsewhere would hand it to another server. Anything else is ignored (DEBUG log,
-    the default ``wss://<host>/ws/v1/events/`` is used): the ws token itself is still good.
+    3xx: a redirect (never followed); 429: rate limited; 5xx: server unavailable; anything else:
+    an unexpected status with ``hint``. Always raises.
     """
-    if ws_url is None:
-        return None
-    try:
-        parts = urlsplit(ws_url)
-        server = urlsplit(base)
-        same_origin = (
-            parts.hostname is not None
-            and parts.hostname == server.hostname
-            and (parts.port or 443) == (server.port or 443)
-        )
-    except ValueError:
-        same_origin = False
-    if (
-        not same_origin
-        or parts.scheme.lower() != "wss"
-        or parts.username is not None
-        or parts.password is not None
-        or parts.query
-        or parts.fragment
-        or any(ch.isspace() or ord(ch) < 32 or ord(ch) > 126 for ch in ws_url)
-    ):
-        logger.debug("ignored the ws_url of the ws-token answer (not wss:// on the server's host and port)")
-        return None
-    return ws_url
+    if 300 <= status < 400:
+        raise UnexpectedStatusError(status, REDIRECT_HINT)
+    if status == 429:
+        raise RateLimitedError(status)
+    if 500 <= status < 600:
+        raise ServerUnavailableError(status)
+    raise UnexpectedStatusError(status, hint)

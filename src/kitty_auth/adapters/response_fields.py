@@ -1,0 +1,30 @@
+"""Pydantic field types and strict parsing for server responses, shared by the simplejwt and OAuth gateways.
+
+A response that does not validate is MalformedResponseError (or the caller's own error), never
+chained: a ValidationError's text quotes the input, which holds tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr, ValidationError
+
+from kitty_auth.adapters.token_syntax import MAX_TOKEN_LENGTH, TOKEN_PATTERN
+from kitty_auth.domain.errors import MalformedResponseError
+
+Token = Annotated[StrictStr, Field(min_length=1, max_length=MAX_TOKEN_LENGTH, pattern=TOKEN_PATTERN)]
+Seconds = StrictInt | StrictFloat  # the model judges the value (lifetime_from_seconds)
+Slug = Annotated[StrictStr, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+SessionId = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def parse(model: type[_M], body: bytes, error: Callable[[], Exception] = MalformedResponseError) -> _M:
+    """``body`` validated as ``model``; ``error()`` raised (unchained) when it is not one."""
+    try:
+        return model.model_validate_json(body)
+    except (ValidationError, ValueError):
+        raise error() from None  # never chained: the validation text quotes the body
