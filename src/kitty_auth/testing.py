@@ -94,8 +94,40 @@ class InMemoryCredentialRepository:
             yield
 
 
+# --------------------------------------------------------------------------- fake servers
+
+
 @dataclass
-class FakeTokenGateway:
+class _FakeServer:
+    """What both fake servers share: the calls made, errors queued per call, and the live tokens."""
+
+    # kw_only: keeps each subclass's own fields first in its positional order
+    calls: list[str] = field(default_factory=list, kw_only=True)
+    failures: dict[str, list[Exception]] = field(default_factory=dict, kw_only=True)  # queued errors per call
+    valid_refresh: set[str] = field(default_factory=set, kw_only=True)
+    valid_access: set[str] = field(default_factory=set, kw_only=True)
+
+    def fail_next(self, call: str, error: Exception, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``call`` (a method name) raise ``error``."""
+        self.failures.setdefault(call, []).extend([error] * times)
+
+    def _maybe_fail(self, call: str) -> None:
+        self.calls.append(call)
+        queued = self.failures.get(call)
+        if queued:
+            raise queued.pop(0)
+
+    def _new_pair(self, access: str | None = None, refresh: str | None = None) -> tuple[str, str]:
+        """A live token pair: the given tokens, else opaque ones (``at_...``, ``rt_...``)."""
+        access = access or "at_" + secrets.token_urlsafe(24)
+        refresh = refresh or "rt_" + secrets.token_urlsafe(24)
+        self.valid_access.add(access)
+        self.valid_refresh.add(refresh)
+        return access, refresh
+
+
+@dataclass
+class FakeTokenGateway(_FakeServer):
     """A TokenGateway with an in-memory user table and simplejwt's rotation and blacklisting."""
 
     clock: FakeClock
@@ -103,10 +135,6 @@ class FakeTokenGateway:
     access_lifetime: timedelta = timedelta(minutes=15)
     refresh_lifetime: timedelta = timedelta(days=7)
     server_clock_offset: timedelta = timedelta(0)  # server time = client time + offset
-    calls: list[str] = field(default_factory=list)
-    failures: dict[str, list[Exception]] = field(default_factory=dict)  # queued errors per call
-    valid_refresh: set[str] = field(default_factory=set)
-    valid_access: set[str] = field(default_factory=set)
     during_refresh: Callable[[], None] | None = None  # runs inside refresh(), before answering
     # The next N refreshes are processed (rotated) but their answer is late: the caller gets
     # NetworkError and the answer waits in late_answers until the test delivers it.
@@ -116,28 +144,15 @@ class FakeTokenGateway:
     # refresh_token_expires_in, as spec-kitty 3.x and the reference server's opaque mode do.
     opaque: bool = False
 
-    def fail_next(self, call: str, error: Exception, times: int = 1) -> None:
-        self.failures.setdefault(call, []).extend([error] * times)
-
-    def _maybe_fail(self, call: str) -> None:
-        self.calls.append(call)
-        queued = self.failures.get(call)
-        if queued:
-            raise queued.pop(0)
-
     def _issue(self) -> IssuedTokens:
         if self.opaque:
-            access, refresh = "at_" + secrets.token_urlsafe(24), "rt_" + secrets.token_urlsafe(24)
-            self.valid_access.add(access)
-            self.valid_refresh.add(refresh)
+            access, refresh = self._new_pair()
             return IssuedTokens(access=access, refresh=refresh,
                                 expires_in=self.access_lifetime.total_seconds(),
                                 refresh_expires_in=self.refresh_lifetime.total_seconds())
         server_now = self.clock.now() + self.server_clock_offset
-        access = make_jwt(iat=server_now, lifetime=self.access_lifetime, kind="access")
-        refresh = make_jwt(iat=server_now, lifetime=self.refresh_lifetime, kind="refresh")
-        self.valid_access.add(access)
-        self.valid_refresh.add(refresh)
+        access, refresh = self._new_pair(make_jwt(iat=server_now, lifetime=self.access_lifetime, kind="access"),
+                                         make_jwt(iat=server_now, lifetime=self.refresh_lifetime, kind="refresh"))
         return IssuedTokens(access=access, refresh=refresh)
 
     def obtain(self, server_url: str, username: str, password: str) -> IssuedTokens:
@@ -180,7 +195,7 @@ class FakeTokenGateway:
 
 
 @dataclass
-class FakeOAuthServer:
+class FakeOAuthServer(_FakeServer):
     """An in-memory OAuth authorization server: an OAuthGateway and a SessionRevoker.
 
     It checks what a real one checks (PKCE S256, one-time codes bound to their redirect URI,
@@ -200,11 +215,7 @@ class FakeOAuthServer:
     publishes_metadata: bool = True  # False: discovery answers 404 (a password server)
     enforce_interval: bool = True  # answer slow_down to a poll sooner than the interval (on self.clock)
     revocable: bool = True
-    calls: list[str] = field(default_factory=list)
-    failures: dict[str, list[Exception]] = field(default_factory=dict)
     polls: list[datetime] = field(default_factory=list)
-    valid_refresh: set[str] = field(default_factory=set)
-    valid_access: set[str] = field(default_factory=set)
     revoked: set[str] = field(default_factory=set)
     _codes: dict[str, tuple[str, str]] = field(default_factory=dict)  # code -> (challenge, redirect)
     _devices: dict[str, str] = field(default_factory=dict)  # device_code -> pending/approved/denied
@@ -217,19 +228,8 @@ class FakeOAuthServer:
         if self.metadata is None:
             self.metadata = Endpoints.defaults(self.server_url)
 
-    def fail_next(self, call: str, error: Exception, times: int = 1) -> None:
-        self.failures.setdefault(call, []).extend([error] * times)
-
-    def _maybe_fail(self, call: str) -> None:
-        self.calls.append(call)
-        queued = self.failures.get(call)
-        if queued:
-            raise queued.pop(0)
-
     def _issue(self) -> IssuedTokens:
-        access, refresh = "at_" + secrets.token_urlsafe(24), "rt_" + secrets.token_urlsafe(24)
-        self.valid_access.add(access)
-        self.valid_refresh.add(refresh)
+        access, refresh = self._new_pair()
         return IssuedTokens(access=access, refresh=refresh, expires_in=self.access_lifetime,
                             session_id="sess-" + secrets.token_hex(4))
 
