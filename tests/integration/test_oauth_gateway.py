@@ -96,6 +96,16 @@ def test_discovery_reads_the_endpoints(gateway: HttpxOAuthGateway, server: Serve
                                   SERVER + "/o/revoke/")
 
 
+def test_discovery_for_a_server_url_with_a_path_follows_rfc_8414(gateway: HttpxOAuthGateway, server: Server) -> None:
+    """RFC 8414 section 3: the well-known path goes between the host and the issuer's path."""
+    tenant = SERVER + "/tenant"
+    server.on("GET", "/.well-known/oauth-authorization-server/tenant", body={
+        "issuer": tenant, "token_endpoint": tenant + "/o/token/", "revocation_endpoint": tenant + "/o/revoke/"})
+    endpoints = gateway.discover(tenant + "/")
+    assert [str(r.url) for r in server.requests] == [SERVER + "/.well-known/oauth-authorization-server/tenant"]
+    assert endpoints is not None and endpoints.token == tenant + "/o/token/"
+
+
 def test_discovery_404_means_no_metadata(gateway: HttpxOAuthGateway) -> None:
     assert gateway.discover(SERVER) is None
 

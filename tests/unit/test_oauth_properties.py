@@ -21,6 +21,7 @@ from kitty_auth.domain.oauth import (
     authorization_url,
     check_endpoints,
     judge_callback,
+    metadata_url,
     pkce_challenge,
     pkce_verifier,
     same_origin_https,
@@ -103,6 +104,20 @@ def test_authorization_url_carries_the_challenge_never_the_verifier() -> None:
 ])
 def test_same_origin_https(endpoint: str, ok: bool) -> None:
     assert same_origin_https("https://auth.test", endpoint) is ok
+
+
+@pytest.mark.parametrize(
+    ("server_url", "metadata"),
+    [
+        ("https://example.test", "https://example.test/.well-known/oauth-authorization-server"),
+        ("https://example.test/", "https://example.test/.well-known/oauth-authorization-server"),
+        ("https://example.test/tenant", "https://example.test/.well-known/oauth-authorization-server/tenant"),
+        ("https://Example.test:8443/a/b/", "https://example.test:8443/.well-known/oauth-authorization-server/a/b"),
+    ],
+)
+def test_metadata_url_puts_the_well_known_path_between_host_and_issuer_path(server_url: str, metadata: str) -> None:
+    """RFC 8414 section 3: https://host/tenant -> https://host/.well-known/oauth-authorization-server/tenant."""
+    assert metadata_url(server_url) == metadata
 
 
 def test_every_endpoint_the_login_uses_is_checked_revocation_included() -> None:

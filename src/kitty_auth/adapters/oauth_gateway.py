@@ -29,9 +29,15 @@ from kitty_auth.adapters.https_client import LOGIN_AGAIN_HINT, HttpsClient, rais
 from kitty_auth.adapters.response_fields import Seconds, SessionId, Slug, Token, parse
 from kitty_auth.domain.errors import MalformedResponseError, TokenRejectedError
 from kitty_auth.domain.model import Credentials, Identity, IssuedTokens, Team, normalize_server_url
-from kitty_auth.domain.oauth import DEVICE_GRANT, DeviceAuthorization, Endpoints, PollOutcome, same_origin_https
+from kitty_auth.domain.oauth import (
+    DEVICE_GRANT,
+    DeviceAuthorization,
+    Endpoints,
+    PollOutcome,
+    metadata_url,
+    same_origin_https,
+)
 from kitty_auth.domain.oauth_errors import (
-    METADATA_PATH,
     DeviceCodeDeniedError,
     DeviceCodeExpiredError,
     MetadataMalformedError,
@@ -145,8 +151,8 @@ class HttpxOAuthGateway:
     # -- discovery
 
     def discover(self, server_url: str) -> Endpoints | None:
-        base = normalize_server_url(server_url)
-        status, body = self._http.request("GET", base + METADATA_PATH)
+        """RFC 8414 metadata for the issuer ``server_url`` (see :func:`metadata_url`); None on a 404."""
+        status, body = self._http.request("GET", metadata_url(server_url))
         if status == 404:
             return None
         if 500 <= status < 600:

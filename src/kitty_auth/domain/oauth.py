@@ -26,10 +26,10 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from kitty_auth.domain.model import normalize_server_url
-from kitty_auth.domain.oauth_errors import OAuthUnsupportedError, UnsafeEndpointError
+from kitty_auth.domain.oauth_errors import METADATA_PATH, OAuthUnsupportedError, UnsafeEndpointError
 
 CLIENT_ID = "cli_native"
 SCOPE = "offline_access"
@@ -92,6 +92,17 @@ class Pkce:
 
 
 # --------------------------------------------------------------------------- endpoints
+
+
+def metadata_url(server_url: str) -> str:
+    """Where RFC 8414 puts the metadata of the authorization server whose issuer is ``server_url``.
+
+    Section 3: the well-known path goes between the host and the issuer's path, so
+    ``https://host/tenant`` is looked up at ``https://host/.well-known/oauth-authorization-server/tenant``
+    (and ``https://host`` at ``https://host/.well-known/oauth-authorization-server``).
+    """
+    parts = urlsplit(normalize_server_url(server_url))  # canonical: no trailing slash, no query
+    return urlunsplit(("https", parts.netloc, METADATA_PATH + parts.path, "", ""))
 
 
 @dataclass(frozen=True)
