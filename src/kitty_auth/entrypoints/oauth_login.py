@@ -7,6 +7,7 @@ one result line the CLI prints ("Logged in as ...").
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -82,6 +83,10 @@ class TerminalLoginProgress:
         while (left := end - time.monotonic()) > 0:
             self._draw()
             self._sleep(min(FRAME_SECONDS, left))
+        if _logs_may_appear():
+            # The poll that follows logs to the same terminal: its lines must not be glued to
+            # the spinner's (the spinner is drawn again by the next wait).
+            self._clear()
 
     def finished(self) -> None:
         self._clear()
@@ -102,6 +107,11 @@ class TerminalLoginProgress:
             self._stream.write("\r\033[K")
             self._stream.flush()
             self._spinning = False
+
+
+def _logs_may_appear() -> bool:
+    """Whether records at INFO (httpx's request lines, ours) may be written during a poll."""
+    return logging.getLogger().isEnabledFor(logging.INFO) or logging.getLogger("kitty_auth").isEnabledFor(logging.INFO)
 
 
 def requested_method(web: bool, device: bool, password: bool) -> LoginMethod | None:
