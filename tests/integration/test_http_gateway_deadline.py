@@ -295,6 +295,36 @@ def test_a_late_refresh_answer_keeps_the_session_and_the_lock_is_released(server
     gw.close()
 
 
+def test_a_refresh_on_trickled_headers_keeps_the_session_and_releases_the_lock(server, tmp_path: Path) -> None:
+    """The README's trickled-header row as written: the refresh gives up at the total deadline, the
+    lock is free at once, the file is byte for byte what it was, and the worker ends with its window."""
+    srv = server(trickle_headers(seconds=60.0, step=0.3))
+    path = tmp_path / "credentials"
+    repo = TomlCredentialRepository(path, lock_timeout=5.0)
+    expired = TokenPair(jwt("access", timedelta(minutes=15)), "old-refresh",
+                        access_expires_at=NOW - timedelta(minutes=1), refresh_expires_at=NOW + timedelta(days=6))
+    repo.save(Credentials(tokens=expired, username="u", server_url=srv.url))
+    stored = path.read_bytes()
+    before = len(http_threads())
+    gw = HttpxTokenGateway(timeout=httpx.Timeout(1.0), total_timeout=1.0, late_answer_window=2.0)
+    use_case = EnsureFreshToken(repo, SessionTokenGateway(gw), SystemClock())
+
+    with pytest.raises(NetworkError) as info:
+        use_case.execute()
+
+    assert str(info.value) == "Cannot reach server. Check your connection. (127.0.0.1:%d: no answer within 1 s)" % srv.port
+    try:
+        with TomlCredentialRepository(path, lock_timeout=0.0).lock():
+            pass
+    except CredentialsLockTimeoutError:
+        pytest.fail("the credentials lock was still held after the refresh gave up")
+    assert path.read_bytes() == stored
+    assert wait_until(lambda: len(http_threads()) == before, bound=15.0), "worker thread still alive"
+    assert srv.closed.wait(10.0)
+    assert path.read_bytes() == stored
+    gw.close()
+
+
 def test_a_refresh_listening_for_a_late_answer_still_releases_its_caller_after_the_read_timeout(server) -> None:
     release = threading.Event()
     srv = server(silent(release))
