@@ -125,6 +125,12 @@ def test_any_other_discovery_failure_is_an_error_not_a_fallback(gateway, server,
     assert "metadata" in str(caught.value) or status in (302,)
 
 
+def test_metadata_without_a_token_endpoint_says_what_is_missing(gateway: HttpxOAuthGateway, server) -> None:  # noqa: ANN001
+    server.on("GET", "/.well-known/oauth-authorization-server", body={"issuer": SERVER})
+    with pytest.raises(MetadataMalformedError, match="naming a token endpoint"):
+        gateway.discover(SERVER)
+
+
 def test_discovery_timeout_is_a_network_error() -> None:
     def hang(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)

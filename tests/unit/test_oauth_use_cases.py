@@ -406,3 +406,18 @@ def test_library_logout_stays_local(repo, server, clock) -> None:  # noqa: ANN00
     repo.credentials = Credentials(TokenPair("a" * 20, "r" * 20, clock.now(), None), "u", URL)
     assert Logout(repo, server).execute() is True
     assert server.calls == [] and repo.credentials is None
+
+
+def test_error_sentences_read_as_english() -> None:
+    """The sentences a user reads for refused endpoints and a timed-out browser login."""
+    from kitty_auth.domain.oauth_errors import BrowserLoginTimeoutError, UnsafeEndpointError
+
+    # --web/--device need the endpoints too: the method may be chosen, the login still cannot start
+    assert str(MetadataUnavailableError(500)).endswith("could not be read, so the login cannot start.")
+
+    assert "names an authorization endpoint that" in str(UnsafeEndpointError("authorization endpoint"))
+    assert "names a token endpoint that" in str(UnsafeEndpointError("token endpoint"))
+    assert "1 callback with a wrong or missing state (not from this login) was refused." in str(
+        BrowserLoginTimeoutError(300, refused=1))
+    assert "2 callbacks with a wrong or missing state (not from this login) were refused." in str(
+        BrowserLoginTimeoutError(300, refused=2))

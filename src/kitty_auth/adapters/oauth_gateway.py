@@ -159,7 +159,8 @@ class HttpxOAuthGateway:
             raise MetadataUnavailableError(status)
         if status != 200:
             raise_for_status(status, "; reading the server's OAuth metadata")
-        meta = parse(MetadataResponse, body, lambda: MetadataMalformedError("not a JSON metadata document"))
+        meta = parse(MetadataResponse, body,
+                     lambda: MetadataMalformedError("not a JSON metadata document naming a token endpoint"))
         logger.debug("OAuth metadata found")
         return Endpoints(
             authorization=meta.authorization_endpoint,

@@ -47,7 +47,7 @@ class BrowserLoginTimeoutError(LoginAbortedError):
         extra = ""
         if refused:
             extra = (f" {refused} callback{'s' if refused != 1 else ''} with a wrong or missing state "
-                     "(not from this login) were refused.")
+                     f"(not from this login) {'were' if refused != 1 else 'was'} refused.")
         super().__init__(
             f"The browser login timed out after {_duration(seconds)} without an answer; nothing was stored.{extra}"
         )
@@ -68,7 +68,9 @@ class NoBrowserError(AuthError):
 class UnsafeEndpointError(ServerError):
     def __init__(self, name: str, problem: str = "is not https on the server's own origin") -> None:
         self.name = name
-        super().__init__(f"The server's OAuth metadata names a {name} that {problem}; refusing to log in there.")
+        article = "an" if name[:1] in "aeiou" else "a"
+        super().__init__(f"The server's OAuth metadata names {article} {name} that {problem}; "
+                         "refusing to log in there.")
 
 
 class OAuthUnsupportedError(ServerError):
@@ -88,7 +90,7 @@ class MetadataUnavailableError(ServerUnavailableError):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.message = (f"{self.message} The server's OAuth metadata ({METADATA_PATH}) could not be "
-                        "read, so the login method cannot be chosen.")
+                        "read, so the login cannot start.")
         self.args = (self.message,)
 
 
