@@ -339,6 +339,31 @@ def test_a_slow_server_is_named_on_the_terminal_and_ctrl_c_exits_130(e2e: E2E, t
     assert not e2e.credentials.exists()
 
 
+def test_a_wait_for_the_lock_names_the_holding_process_not_the_server(e2e: E2E, terminal):
+    """The login takes the credentials lock before sending: while another process holds it, the
+    terminal says so (the server has not even been asked), and Ctrl-C still exits 130."""
+    holder = hold_lock(e2e, 300)
+    try:
+        e2e.secrets.add(DEMO_PASSWORD)
+        term = terminal("login")
+        term.read_until(b"Username: ")
+        term.type(DEMO_USERNAME.encode() + b"\n")
+        term.read_until(b"Password: ")
+        term.type(DEMO_PASSWORD.encode() + b"\n")
+        notice = (f"Waiting for another spec-kitty process (process {holder.pid}) to release the credentials "
+                  f"lock {e2e.home / 'credentials.lock'}…")
+        term.read_until(notice.encode())
+        term.type(b"\x03")
+        assert term.wait() == 130
+    finally:
+        holder.kill()
+        holder.wait()
+    lines = _ends_with_aborted_on_its_own_line(term)
+    assert notice in lines and not any("Contacting" in line for line in lines), lines
+    assert "/api/v1/token/" not in e2e.server.stats()["requests"]
+    assert not e2e.credentials.exists()
+
+
 def test_no_waiting_notice_when_stderr_is_not_a_terminal(e2e: E2E):
     e2e.server.add_fault("/api/v1/token/", delay=1.5, count=1)
     run = e2e.login()

@@ -138,6 +138,7 @@ class TomlCredentialRepository:
         self._warned_loose = False
         self._warned_home = False
         self._held = threading.local()  # this thread's lock() nesting depth
+        self._waiting_for: str | None = None  # while lock() waits for another holder: who ("" unknown)
 
     # -- port ------------------------------------------------------------------------------
 
@@ -155,6 +156,12 @@ class TomlCredentialRepository:
 
     def __repr__(self) -> str:
         return f"TomlCredentialRepository(path={str(self._path)!r})"
+
+    def lock_wait(self) -> str | None:
+        """While a ``lock()`` waits for another holder: that holder ("process 1234", or "" when
+        unknown); otherwise None. Lets a terminal say that the wait is a local process's, not the
+        server's (read from another thread)."""
+        return self._waiting_for
 
     def load(self) -> Credentials | None:
         self._refuse_symlink(self._lock_path)
@@ -322,7 +329,14 @@ class TomlCredentialRepository:
         self._ensure_home()
         self._prepare_lock_file()
         try:
-            lock.acquire(timeout=self._lock_timeout)
+            try:
+                lock.acquire(timeout=0)
+            except filelock_mod.Timeout:  # busy: wait, and let lock_wait() say for whom
+                self._waiting_for = self._lock_holder() or ""
+                try:
+                    lock.acquire(timeout=self._lock_timeout)
+                finally:
+                    self._waiting_for = None
         except filelock_mod.Timeout:
             raise CredentialsLockTimeoutError(
                 self._lock_path, self._lock_timeout, holder=self._lock_holder()

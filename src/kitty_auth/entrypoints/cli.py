@@ -172,20 +172,43 @@ def _prompt(label: str, *, hidden: bool = False) -> str:
 
 
 @contextmanager
-def _waiting(server_url: str) -> Iterator[None]:
-    """While a request runs: after a second without an answer, say on stderr (a terminal) whom we wait for."""
+def _waiting(server_url: str, repository: object | None = None) -> Iterator[None]:
+    """While a request runs: after a second without an answer, say on stderr (a terminal) whom we wait for.
+
+    A wait for the credentials lock (another spec-kitty process refreshing or logging in) is said as
+    such, naming that process, not blamed on the server; once the lock is ours the server gets its
+    own second before it is named.
+    """
     if not _is_tty(sys.stderr):
         yield
         return
     import threading
+    import time
 
-    notice = threading.Timer(WAIT_NOTICE_AFTER, _echo_err, args=(f"Contacting {urlsplit(server_url).netloc}…",))
-    notice.daemon = True
-    notice.start()
+    lock_wait = getattr(repository, "lock_wait", lambda: None)
+    done = threading.Event()
+
+    def watch() -> None:
+        said: set[bool] = set()
+        state, since = False, time.monotonic()
+        while not done.wait(0.05):
+            holder = lock_wait()
+            if (holder is not None) != state:
+                state, since = holder is not None, time.monotonic()
+            if state not in said and time.monotonic() - since >= WAIT_NOTICE_AFTER:
+                said.add(state)
+                by = f" ({holder})" if holder else ""
+                _echo_err(f"Waiting for another spec-kitty process{by} to release the credentials lock "
+                          f"{getattr(repository, 'lock_path', '')}…" if state
+                          else f"Contacting {urlsplit(server_url).netloc}…")
+
+    watcher = threading.Thread(target=watch, name="kitty-auth-wait-notice", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
-        notice.cancel()
+        done.set()
+        watcher.join(1.0)  # nothing is printed after the command's own outcome
 
 
 # ------------------------------------------------------------------------------ the auth group
@@ -260,7 +283,7 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
             _echo_err(f"Logging in to {target}.")  # before the first prompt: whom the password goes to
         name = check_username(username if username is not None else _prompt("Username"))  # before the password
         password = _read_password_stdin() if password_stdin else check_password(_prompt("Password", hidden=True))
-        with _waiting(target):
+        with _waiting(target, container.repository()):  # the login waits for the lock, then sends
             credentials = use_case.execute(target, name, password)
         click.echo(f"Logged in as {credentials.username} at {credentials.server_url}.")
 
