@@ -4,7 +4,8 @@ Thin by design: parse options, call a use case, render. Every command body runs 
 the one place that turns errors into one sentence on stderr with exit code 1, and Ctrl-C into
 `Aborted.` on a line of its own with exit code 130. The pieces a new command reuses:
 `_container` (one container per invocation), `_prompt` (a typed line; Enter alone is an empty
-answer, never a silent re-ask), `_waiting` (says which server we wait for when a request is slow),
+answer, never a silent re-ask), `_waiting` (says whom we wait for when a request is slow: the
+server, or another process holding the credentials lock),
 `_warn`, and `_auth_command` (how the user runs this group, for hints).
 
 Mounted in a host (``host.add_command(auth)``) the group leaves the host's logging alone and its
