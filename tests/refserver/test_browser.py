@@ -18,12 +18,14 @@ from refserver.testing import authorize_url, pkce, poll, start_device_flow
 CHROMIUM = Path("/usr/bin/chromium")
 LOOPBACK_ONLY = ["--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
 
-sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    # A missing browser fails the run instead of skipping it: .ci/run installs Debian's chromium.
+    assert CHROMIUM.exists(), "Debian's Chromium is needed at /usr/bin/chromium (apt-get install chromium)"
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LOOPBACK_ONLY)
         yield chromium
