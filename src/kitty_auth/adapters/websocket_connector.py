@@ -5,7 +5,7 @@ What this adapter guarantees
 * Only ``wss://`` URLs without user info, query or fragment are dialled; the ws token travels
   only in the ``Authorization: Bearer`` handshake header, never in the URL, and must be
   visible ASCII (so it can never inject a header line).
-* TLS trust is :func:`kitty_auth.adapters.https_client.build_ssl_context` (OS trust store plus
+* TLS trust is :func:`kitty_auth.adapters.tls_trust.build_ssl_context` (OS trust store plus
   ``$SSL_CERT_FILE``), built on first use and reused.
 * Redirects are never followed (websockets follows same-origin ones with the Authorization
   header by default): a 3xx is a :class:`HandshakeRejectedError` like any other status.
@@ -48,7 +48,7 @@ from websockets.exceptions import (
 )
 from websockets.frames import Frame
 
-from kitty_auth.adapters.https_client import build_ssl_context, is_cert_verification_failure
+from kitty_auth.adapters.tls_trust import build_ssl_context, is_cert_verification_failure
 from kitty_auth.adapters.token_syntax import is_token
 from kitty_auth.domain.errors import InvalidServerUrlError, MalformedResponseError, TLSVerificationError
 from kitty_auth.domain.live_sync import ConnectionLostError, HandshakeRejectedError
