@@ -82,16 +82,6 @@ def format_instant(dt: datetime) -> str:
     return utc(dt).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_instant(text: str) -> datetime:
-    """Parse the credentials-file format (also accepts ``+00:00`` offsets). Raises ValueError."""
-    if not isinstance(text, str) or not text:
-        raise ValueError("not a timestamp")
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    if dt.tzinfo is None:
-        raise ValueError("timestamp without a time zone")
-    return utc(dt)
-
-
 def jwt_claims(token: str) -> dict[str, object] | None:
     """The unverified payload of a JWT, or None when ``token`` is not one.
 
