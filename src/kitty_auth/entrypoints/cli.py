@@ -275,7 +275,7 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
 
             _echo_err(f"Logging in to {target}.")
             progress = TerminalLoginProgress(_echo_err)
-            oauth = oauth_login(container, target, requested_method(web, device, False), progress)
+            oauth = oauth_login(container, target, requested_method(web, device), progress)
             if oauth is not None:
                 team = f" (team {oauth.team_slug})" if oauth.team_slug else ""
                 click.echo(f"Logged in as {oauth.username} at {oauth.server_url}{team}.")

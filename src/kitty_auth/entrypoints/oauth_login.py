@@ -114,14 +114,12 @@ def _logs_may_appear() -> bool:
     return logging.getLogger().isEnabledFor(logging.INFO) or logging.getLogger("kitty_auth").isEnabledFor(logging.INFO)
 
 
-def requested_method(web: bool, device: bool, password: bool) -> LoginMethod | None:
+def requested_method(web: bool, device: bool) -> LoginMethod | None:
     """The method the flags ask for (None: the server decides). The CLI refuses contradicting flags first."""
     if web:
         return LoginMethod.WEB
     if device:
         return LoginMethod.DEVICE
-    if password:
-        return LoginMethod.PASSWORD
     return None
 
 
