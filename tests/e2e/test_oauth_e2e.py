@@ -154,9 +154,9 @@ def stored(e2e: E2E) -> dict:  # type: ignore[type-arg]
     return tomllib.loads(e2e.credentials.read_text())
 
 
-def browser_login(e2e: E2E, page: Page, tmp_path: Path, *args: str) -> Run:
-    running = start(e2e, tmp_path, "login", *args)
-    page.goto(running.browser_url())
+def approve_in_browser(e2e: E2E, page: Page, running: Running, url: str) -> Run:
+    """The user opens ``url``, signs in and approves; the page says "Logged in" and the CLI exits 0."""
+    page.goto(url)
     sign_in(page)
     page.click("input[name=allow]")
     page.wait_for_url("http://127.0.0.1:*/callback?*")
@@ -165,6 +165,11 @@ def browser_login(e2e: E2E, page: Page, tmp_path: Path, *args: str) -> Run:
     run = running.finish()
     assert run.returncode == 0, run.output
     return run
+
+
+def browser_login(e2e: E2E, page: Page, tmp_path: Path, *args: str) -> Run:
+    running = start(e2e, tmp_path, "login", *args)
+    return approve_in_browser(e2e, page, running, running.browser_url())
 
 
 def device_login(e2e: E2E, page: Page, tmp_path: Path, *args: str) -> Run:
@@ -223,14 +228,7 @@ def test_state_mismatch_is_refused_and_the_real_callback_still_logs_in(e2e: E2E,
     forged.goto(f"{redirect}?code=forged-code-0123456789")  # no state at all
     assert "Not this login" in forged.inner_text("h1")
     running.wait_for_line("Ignored a browser callback")
-    page.goto(url)
-    sign_in(page)
-    page.click("input[name=allow]")
-    page.wait_for_url("http://127.0.0.1:*/callback?*")
-    callback_code(e2e, page)
-    assert "Logged in" in page.inner_text("h1")
-    run = running.finish()
-    assert run.returncode == 0, run.output
+    approve_in_browser(e2e, page, running, url)
     # A replayed callback after the login is over reaches nobody: the port is closed.
     with pytest.raises(Exception):  # noqa: B017 - any network error from the closed port
         forged.goto(page.url, timeout=5000)
