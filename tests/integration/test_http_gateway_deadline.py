@@ -246,26 +246,37 @@ def test_a_late_refresh_is_not_listened_to_past_its_window(server) -> None:
         gw.close()
 
 
-def test_the_same_refresh_token_is_not_sent_twice_while_its_answer_is_pending(server) -> None:
-    pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
+Refresh = Callable[[HttpxTokenGateway, str, Callable[[IssuedTokens], None] | None], IssuedTokens]
+
+
+def assert_a_pending_refresh_is_waited_for(server, payload: dict[str, object], refresh: Refresh,
+                                           new_refresh: object) -> None:
+    """``refresh`` (gateway, server URL, on_late) gives up on its first call while the server holds the answer;
+    a second call with the same token waits for that answer instead of sending the token again."""
     release = threading.Event()
 
     def script(tls: ssl.SSLSocket, body: bytes) -> None:
         release.wait(30)  # the server has rotated the token; the answer waits for the test
-        answer(tls, pair)
+        answer(tls, payload)
 
     srv = server(script)
     gw = HttpxTokenGateway(total_timeout=2.0, late_answer_window=30.0)
     with pytest.raises(NetworkError):
-        gw.refresh(srv.url, "old-refresh", on_late=lambda issued: None)
+        refresh(gw, srv.url, lambda issued: None)
     second: list[object] = []
-    caller = threading.Thread(target=lambda: second.append(gw.refresh(srv.url, "old-refresh")))
+    caller = threading.Thread(target=lambda: second.append(refresh(gw, srv.url, None)))
     caller.start()
     release.set()
     caller.join(30)
-    assert isinstance(second[0], IssuedTokens) and second[0].refresh == pair["refresh"]
+    assert isinstance(second[0], IssuedTokens) and second[0].refresh == new_refresh
     assert srv.requests == 1  # the old token was not presented a second time
     gw.close()
+
+
+def test_the_same_refresh_token_is_not_sent_twice_while_its_answer_is_pending(server) -> None:
+    pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
+    assert_a_pending_refresh_is_waited_for(
+        server, pair, lambda gw, url, on_late: gw.refresh(url, "old-refresh", on_late=on_late), pair["refresh"])
 
 
 def test_a_late_refresh_answer_keeps_the_session_and_the_lock_is_released(server, tmp_path: Path) -> None:
@@ -381,25 +392,10 @@ def test_a_late_oauth_refresh_answer_is_handed_over_after_the_caller_gave_up(ser
 
 
 def test_the_same_oauth_refresh_token_is_not_sent_twice_while_its_answer_is_pending(server) -> None:
-    release = threading.Event()
-
-    def script(tls: ssl.SSLSocket, body: bytes) -> None:
-        release.wait(30)  # the server has rotated the token; the answer waits for the test
-        answer(tls, OAUTH_PAIR)
-
-    srv = server(script)
-    gw = HttpxTokenGateway(total_timeout=2.0, late_answer_window=30.0)
-    oauth = HttpxOAuthGateway(gw)
-    with pytest.raises(NetworkError):
-        oauth.refresh(oauth_session(srv.url), on_late=lambda issued: None)
-    second: list[object] = []
-    caller = threading.Thread(target=lambda: second.append(oauth.refresh(oauth_session(srv.url))))
-    caller.start()
-    release.set()
-    caller.join(30)
-    assert isinstance(second[0], IssuedTokens) and second[0].refresh == OAUTH_PAIR["refresh_token"]
-    assert srv.requests == 1  # the old token was not presented a second time
-    gw.close()
+    assert_a_pending_refresh_is_waited_for(
+        server, OAUTH_PAIR,
+        lambda gw, url, on_late: HttpxOAuthGateway(gw).refresh(oauth_session(url), on_late=on_late),
+        OAUTH_PAIR["refresh_token"])
 
 
 def test_a_late_oauth_refresh_answer_keeps_the_session(server, tmp_path: Path) -> None:
