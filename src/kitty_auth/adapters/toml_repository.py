@@ -313,12 +313,10 @@ class TomlCredentialRepository:
     def _keep_aside(self, data: bytes) -> None:
         aside = self._path.with_name(self._path.name + _ASIDE_SUFFIX)
         self._write_atomically(data, target=aside)
-        sys.stderr.write(
-            f"Warning: {self._path} could not be parsed while the refreshed session was saved; "
-            f"its content was kept in {aside}.\n"
+        _warn(
+            f"{self._path} could not be parsed while the refreshed session was saved; "
+            f"its content was kept in {aside}."
         )
-        with suppress(Exception):
-            sys.stderr.flush()
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -414,12 +412,7 @@ class TomlCredentialRepository:
             os.fchmod(fd, _FILE_MODE)  # on the descriptor: never follows a link; OSError -> caller
             if not self._warned_loose:
                 self._warned_loose = True
-                sys.stderr.write(
-                    f"Warning: {self._path} was readable by other users; "
-                    "its permissions were set to 0600.\n"
-                )
-                with suppress(Exception):
-                    sys.stderr.flush()
+                _warn(f"{self._path} was readable by other users; its permissions were set to 0600.")
 
     def _read_all(self, fd: int) -> bytes:
         chunks: list[bytes] = []
@@ -549,13 +542,11 @@ class TomlCredentialRepository:
                 pass
         if not self._warned_home:
             self._warned_home = True
-            sys.stderr.write(
-                f"Warning: {home} was accessible by other users; its permissions were set to {tight:04o}.\n"
+            _warn(
+                f"{home} was accessible by other users; its permissions were set to {tight:04o}."
                 if done
-                else f"Warning: {home} is accessible by other users; run `chmod go-rwx {home}`.\n"
+                else f"{home} is accessible by other users; run `chmod go-rwx {home}`."
             )
-            with suppress(Exception):
-                sys.stderr.flush()
 
     def _prepare_lock_file(self) -> None:
         """Create the lock file 0600 ourselves (O_NOFOLLOW), whatever filelock's version does.
@@ -673,6 +664,13 @@ class TomlCredentialRepository:
 
 
 T = TypeVar("T")
+
+
+def _warn(text: str) -> None:
+    """One ``Warning: ...`` line on stderr, flushed at once (a failing flush is ignored)."""
+    sys.stderr.write(f"Warning: {text}\n")
+    with suppress(Exception):
+        sys.stderr.flush()
 
 
 def _is_toml(data: bytes) -> bool:
