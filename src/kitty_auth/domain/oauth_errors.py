@@ -9,7 +9,6 @@ They extend the one tree in ``domain/errors.py``::
      |    +-- BrowserLoginTimeoutError  no valid callback before the announced timeout
      |    +-- DeviceCodeDeniedError     the device code was denied
      |    +-- DeviceCodeExpiredError    the device code expired before approval
-     +-- NoBrowserError               --web, but no browser could be opened
      +-- ServerError
           +-- UnsafeEndpointError       an endpoint is not https on the server's origin
           +-- OAuthUnsupportedError     the server offers no endpoint for the chosen method
@@ -59,10 +58,6 @@ class DeviceCodeDeniedError(LoginAbortedError):
 
 class DeviceCodeExpiredError(LoginAbortedError):
     message = "The device code expired before it was approved; run the login again."
-
-
-class NoBrowserError(AuthError):
-    message = "No web browser could be opened; use `--device` to log in with a code instead."
 
 
 class UnsafeEndpointError(ServerError):
