@@ -13,9 +13,11 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
+from kitty_auth.domain.accounts import StoredSession, is_account, same_account
 from kitty_auth.domain.errors import InvalidCredentialsError, NetworkError, TokenRejectedError
 from kitty_auth.domain.model import Credentials, Identity, Team, WsToken
 from kitty_auth.domain.oauth import CallbackPage, DeviceAuthorization, Endpoints, PollOutcome, pkce_challenge
@@ -57,10 +59,16 @@ class FakeClock:
 
 
 class InMemoryCredentialRepository:
-    """A CredentialRepository in a Python attribute, with a re-entrant lock."""
+    """A CredentialRepository in Python attributes, with a re-entrant lock.
 
-    def __init__(self, credentials: Credentials | None = None) -> None:
+    ``credentials`` is the active session, ``others`` the other stored sessions (most recently
+    used first, with when they stopped being active), as the file keeps them.
+    """
+
+    def __init__(self, credentials: Credentials | None = None,
+                 others: list[StoredSession] | None = None) -> None:
         self.credentials = credentials
+        self.others: list[StoredSession] = list(others or [])
         self.saves = 0
         self.lock_acquisitions = 0
         self._lock = threading.RLock()
@@ -75,14 +83,46 @@ class InMemoryCredentialRepository:
 
     def save(self, credentials: Credentials) -> None:
         with self.lock():
-            self.credentials = credentials
+            kept = [o for o in self.others if not same_account(o.credentials, credentials)]
+            if self.credentials is not None and not same_account(self.credentials, credentials):
+                kept.insert(0, StoredSession(self.credentials, active=False, last_used=datetime.now(UTC)))
+            self.credentials, self.others = credentials, kept
             self.saves += 1
 
     def clear(self) -> bool:
         with self.lock():
             had = self.credentials is not None
             self.credentials = None
+            if had and self.others:
+                self.credentials = self.others.pop(0).credentials
             return had
+
+    def sessions(self) -> list[StoredSession]:
+        active = [StoredSession(self.credentials, active=True)] if self.credentials is not None else []
+        return active + list(self.others)
+
+    def for_account(self, server_url: str, username: str) -> InMemoryAccountRepository:
+        return InMemoryAccountRepository(self, server_url, username)
+
+    def activate(self, server_url: str, username: str) -> Credentials | None:
+        with self.lock():
+            if self.credentials is not None and is_account(self.credentials, server_url, username):
+                return self.credentials
+            target = next((o for o in self.others if is_account(o.credentials, server_url, username)), None)
+            if target is None:
+                return None
+            self.others.remove(target)
+            if self.credentials is not None:
+                self.others.insert(0, StoredSession(self.credentials, active=False, last_used=datetime.now(UTC)))
+            self.credentials = target.credentials
+            self.saves += 1
+            return target.credentials
+
+    def clear_all(self) -> list[Credentials]:
+        with self.lock():
+            removed = [s.credentials for s in self.sessions()]
+            self.credentials, self.others = None, []
+            return removed
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -92,6 +132,47 @@ class InMemoryCredentialRepository:
                 hook, self.on_lock = self.on_lock, None
                 hook()
             yield
+
+
+class InMemoryAccountRepository:
+    """One account of an InMemoryCredentialRepository, wherever it is (as ``for_account`` gives)."""
+
+    def __init__(self, store: InMemoryCredentialRepository, server_url: str, username: str) -> None:
+        self.store, self._server, self._user = store, server_url, username
+
+    @property
+    def location(self) -> str:
+        return self.store.location
+
+    def lock(self) -> Any:
+        return self.store.lock()
+
+    def for_account(self, server_url: str, username: str) -> InMemoryAccountRepository:
+        return self.store.for_account(server_url, username)
+
+    def _mine(self, credentials: Credentials | None) -> bool:
+        return credentials is not None and is_account(credentials, self._server, self._user)
+
+    def load(self) -> Credentials | None:
+        return next((s.credentials for s in self.store.sessions() if self._mine(s.credentials)), None)
+
+    def save(self, credentials: Credentials) -> None:
+        with self.store.lock():
+            if self.store.credentials is None or self._mine(self.store.credentials):
+                self.store.save(credentials)
+                return
+            kept = [o for o in self.store.others if not self._mine(o.credentials)]
+            self.store.others = [StoredSession(credentials, active=False, last_used=datetime.now(UTC)), *kept]
+            self.store.saves += 1
+
+    def clear(self) -> bool:
+        with self.store.lock():
+            if self._mine(self.store.credentials):
+                return self.store.clear()
+            kept = [o for o in self.store.others if not self._mine(o.credentials)]
+            removed = len(kept) != len(self.store.others)
+            self.store.others = kept
+            return removed
 
 
 # --------------------------------------------------------------------------- fake servers

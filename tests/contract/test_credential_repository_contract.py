@@ -150,3 +150,111 @@ def test_repr_and_location_never_show_tokens(repo) -> None:
     for secret in (creds.tokens.access, creds.tokens.refresh):
         assert secret not in shown
         assert secret.split(".")[1] not in shown
+
+
+# -- several accounts ------------------------------------------------------------------------
+
+OTHER_SERVER = "https://other.example.com"
+
+
+def on_server(creds: Credentials, server: str) -> Credentials:
+    return dataclasses.replace(creds, server_url=server)
+
+
+def labels(repo) -> list[tuple[str, str, bool]]:
+    return [(s.credentials.username, s.credentials.server_url, s.active) for s in repo.sessions()]
+
+
+def test_a_login_as_another_account_keeps_the_active_one_among_the_others(repo) -> None:
+    first, second = make_credentials("first@example.com"), make_credentials("second@example.com")
+    third = on_server(make_credentials("first@example.com"), OTHER_SERVER)
+    repo.save(first)
+    repo.save(second)
+    repo.save(third)  # the same user on another server is another account
+    assert repo.load() == third
+    assert labels(repo) == [
+        ("first@example.com", OTHER_SERVER, True),
+        ("second@example.com", "https://spec-kitty-dev.fly.dev", False),
+        ("first@example.com", "https://spec-kitty-dev.fly.dev", False),
+    ]
+    assert [s.credentials for s in repo.sessions()] == [third, second, first]
+    assert all(s.last_used is not None for s in repo.sessions()[1:])
+
+
+def test_a_login_as_a_stored_account_replaces_it_and_makes_it_active(repo) -> None:
+    first, second = make_credentials("first@example.com"), make_credentials("second@example.com")
+    repo.save(first)
+    repo.save(second)
+    again = make_credentials("first@example.com", offset=60)
+    repo.save(again)
+    assert [s.credentials for s in repo.sessions()] == [again, second]
+
+
+def test_a_refresh_of_the_active_session_leaves_the_others_alone(repo) -> None:
+    first, second = make_credentials("first@example.com"), make_credentials("second@example.com")
+    repo.save(first)
+    repo.save(second)
+    refreshed = make_credentials("second@example.com", offset=120)
+    repo.save(refreshed)
+    assert [s.credentials for s in repo.sessions()] == [refreshed, first]
+
+
+def test_activate_swaps_the_active_session(repo) -> None:
+    first, second = make_credentials("first@example.com"), make_credentials("second@example.com")
+    repo.save(first)
+    repo.save(second)
+    assert repo.activate("https://spec-kitty-dev.fly.dev", "first@example.com") == first
+    assert [s.credentials for s in repo.sessions()] == [first, second]
+    assert repo.load() == first
+    assert repo.activate("https://spec-kitty-dev.fly.dev", "nobody@example.com") is None
+    assert [s.credentials for s in repo.sessions()] == [first, second]
+
+
+def test_clear_removes_the_active_session_and_the_most_recent_other_takes_its_place(repo) -> None:
+    a, b, c = (make_credentials(f"{n}@example.com") for n in "abc")
+    for creds in (a, b, c):
+        repo.save(creds)
+    assert repo.clear() is True
+    assert repo.load() == b and [s.credentials for s in repo.sessions()] == [b, a]
+    assert repo.clear() is True and repo.load() == a
+    assert repo.clear() is True and repo.load() is None and repo.sessions() == []
+    assert repo.clear() is False
+
+
+def test_clear_all_removes_every_session(repo) -> None:
+    a, b = make_credentials("a@example.com"), make_credentials("b@example.com")
+    repo.save(a)
+    repo.save(b)
+    assert repo.clear_all() == [b, a]
+    assert repo.load() is None and repo.sessions() == []
+    assert repo.clear_all() == []
+
+
+def test_an_account_view_refreshes_a_session_that_is_not_active_where_it_is(repo) -> None:
+    a, b = make_credentials("a@example.com"), make_credentials("b@example.com")
+    repo.save(a)
+    repo.save(b)
+    view = repo.for_account("https://spec-kitty-dev.fly.dev", "a@example.com")
+    assert view.load() == a
+    refreshed = make_credentials("a@example.com", offset=300)
+    with view.lock():
+        view.save(refreshed)
+    assert repo.load() == b  # still the active one
+    assert [s.credentials for s in repo.sessions()] == [b, refreshed]
+    active_view = repo.for_account("https://spec-kitty-dev.fly.dev", "b@example.com")
+    newer_b = make_credentials("b@example.com", offset=600)
+    active_view.save(newer_b)
+    assert [s.credentials for s in repo.sessions()] == [newer_b, refreshed]
+    assert view.clear() is True and [s.credentials for s in repo.sessions()] == [newer_b]
+    assert view.load() is None and view.clear() is False
+
+
+def test_an_account_view_follows_its_account_through_a_switch(repo) -> None:
+    a, b = make_credentials("a@example.com"), make_credentials("b@example.com")
+    repo.save(a)
+    view = repo.for_account("https://spec-kitty-dev.fly.dev", "a@example.com")
+    repo.save(b)  # a is no longer active
+    late = make_credentials("a@example.com", offset=30)
+    view.save(late)  # e.g. a refresh answered late, stored after the switch
+    assert repo.load() == b
+    assert [s.credentials for s in repo.sessions()] == [b, late]

@@ -550,3 +550,96 @@ def test_property_any_foreign_content_survives_a_save(data: st.DataObject, old_o
         ours = tuple(cf.OUR_KEYS)  # a table of ours is dropped when nothing else is left in it
         assert [ln for ln in _foreign_lines(rest.decode().replace("\r\n", "\n"), our_headers=ours) if ln] == \
             [ln for ln in _foreign_lines(plain_source, our_headers=ours) if ln]
+
+
+# -- the other stored sessions ([[other_sessions]]) ----------------------------------------
+
+def other(session: Credentials, at: datetime = T0) -> cf.OtherSession:
+    return cf.OtherSession(session, at)
+
+
+def test_other_sessions_are_laid_out_like_the_active_one_after_it() -> None:
+    text = cf.render(password_session(), None, [other(oauth_session())]).decode()
+    assert text.startswith(PASSWORD_TEXT + "\n" + cf.ACCOUNTS_COMMENT + "\n[[other_sessions]]\n"
+                           'last_used = "2026-02-03T16:30:00Z"\n\n[other_sessions.tokens]\naccess = "oauth-access"\n')
+    assert cf.parse(text.encode()) == password_session()
+    assert cf.parse_others(text.encode()) == [other(oauth_session())]
+
+
+def test_a_save_that_leaves_the_others_unchanged_keeps_their_bytes() -> None:
+    source = cf.render(password_session(), FOREIGN.encode(), [other(oauth_session()), other(password_session("x", "y"))])
+    block = source[source.index(b"[[other_sessions]]"):]
+    out = cf.render(password_session("a2", "r2"), source)
+    assert out.endswith(block)
+    assert cf.parse(out) == password_session("a2", "r2")
+
+
+def test_rewriting_the_others_keeps_every_foreign_byte_around_them() -> None:
+    source = cf.render(password_session(), FOREIGN.encode(), [other(oauth_session())])
+    source += b"\n# after the others, somebody's table\n[zz_after]\nk = 1\n"
+    out = cf.render(oauth_session(), source, [other(password_session())])
+    assert cf.parse(out) == oauth_session() and cf.parse_others(out) == [other(password_session())]
+    assert b"\n# after the others, somebody's table\n[zz_after]\nk = 1\n" in out
+    assert [ln for ln in _foreign_lines(out.decode(), our_headers=("session", "oauth")) if ln
+            and not ln.startswith(("[other_sessions", "last_used", cf.ACCOUNTS_COMMENT))][:5] == \
+        [ln for ln in _foreign_lines(FOREIGN) if ln][:5]
+    gone = cf.without_session(out, [])
+    assert b"other_sessions" not in gone and cf.parse(gone) is None
+    assert tomllib.loads(gone.decode())["zz_after"] == {"k": 1}
+
+
+def test_an_entry_we_cannot_read_is_written_back_as_it_was() -> None:
+    source = cf.render(password_session(), None, [other(oauth_session())])
+    source += b'\n[[other_sessions]]\nfuture_format = 2\n[other_sessions.tokens]\nmystery = true\n'
+    others = cf.parse_others(source)
+    assert [o.credentials for o in others] == [oauth_session(), None]
+    out = cf.render(password_session("a2", "r2"), source, others[1:])  # the first one became active elsewhere
+    assert cf.parse_others(out)[0].raw == {"future_format": 2, "tokens": {"mystery": True}}
+
+
+def test_a_foreign_table_named_like_ours_refuses_the_edit_instead_of_dropping_it() -> None:
+    source = PASSWORD_TEXT.encode() + b'\n[other_sessions]\nowner = "someone else"\n'
+    assert cf.render(password_session("a2", "r2"), source).startswith(b"[tokens]")  # untouched: fine
+    with pytest.raises(cf.EditRefusedError):
+        cf.render(password_session(), source, [other(oauth_session())])
+
+
+def test_a_nan_in_foreign_data_is_not_mistaken_for_a_change() -> None:
+    source = FOREIGN + "\n[metrics]\nratio = nan\nvalues = [nan, -0.0, inf]\n"
+    out = cf.render(password_session(), source.encode()).decode()
+    assert out == FOREIGN_SAVED + "\n[metrics]\nratio = nan\nvalues = [nan, -0.0, inf]\n"
+    rest = cf.without_session(out.encode())
+    assert rest is not None and rest.decode().endswith("\n[metrics]\nratio = nan\nvalues = [nan, -0.0, inf]\n")
+
+
+@pytest.mark.parametrize("text", [
+    'a = """\n[not.a.header]\n"""\n[tokens]\naccess = "x"\n',
+    "a = '''\n[not.a.header]\n'''\n[tokens]\naccess = \"x\"\n",
+    'a = [\n  "[", "]",\n[1, 2],\n]\n[tokens]\naccess = "x"\n',
+    'a = "esc \\" [x]"\n["quoted ] key"]\nk = 1\n[tokens]\naccess = "x"\n',
+    'a = """two "" quotes"""""\n[tokens]\naccess = "x"\n',
+])
+def test_the_scanner_finds_only_real_headers(text: str) -> None:
+    sections = cf._sections(text)
+    assert sections is not None
+    assert "".join(s.body + s.trailer for s in sections) == text
+    assert [s.name for s in sections if s.kind == "ours"] == ["tokens"]
+    assert tomllib.loads(text)  # each is valid TOML
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), crlf=st.booleans(), count=st.integers(0, 3))
+def test_property_rewriting_the_other_sessions_keeps_any_foreign_content(data: st.DataObject, crlf: bool,
+                                                                          count: int) -> None:
+    source = data.draw(foreign_file())
+    if crlf:
+        source = source.replace("\n", "\r\n")
+    first = [other(oauth_session()) for _ in range(count)]
+    with_others = cf.render(password_session(), source.encode(), first)
+    assert cf.parse_others(with_others) == first
+    again = cf.render(oauth_session(), with_others, [other(password_session("x", "y"))])
+    for out in (with_others, again, cf.without_session(again, []) or b""):
+        text = out.decode()
+        assert ("\r\n" in text) == (crlf and bool(text))
+        kept = {k: v for k, v in _without_ours(tomllib.loads(text)).items() if k != cf.ACCOUNTS}
+        assert kept == _without_ours(tomllib.loads(source))

@@ -57,10 +57,12 @@ session is never stored in a form that would not load.
 from __future__ import annotations
 
 import re
+import struct
 import tomllib
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from kitty_auth.domain.model import (
     MAX_LIFETIME,
@@ -96,7 +98,7 @@ def parse(data: bytes) -> Credentials | None:
         raise FormatError("empty file")  # a torn or truncated write, not another program's file
     try:
         doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):  # deep nesting: not a credentials file
         raise FormatError("not valid TOML") from None
     try:
         return _session(doc)
@@ -234,6 +236,54 @@ def _string(table: dict[str, Any], name: str) -> str:
 # -- writing -------------------------------------------------------------------------------
 
 
+class EditRefusedError(FormatError):
+    """The file parses, but our keys cannot be edited into it without changing someone else's data.
+
+    Nothing is written: the caller keeps the file as it is and says so (never a fresh file that
+    would drop another program's tables).
+    """
+
+
+# What a save does with the other stored sessions (``[[other_sessions]]``): left exactly as they are.
+UNCHANGED: Final = None
+
+
+@dataclass(frozen=True)
+class OtherSession:
+    """A stored session that is not the active one, as the file keeps it under ``[[other_sessions]]``.
+
+    ``credentials`` is None for an entry we cannot read (written by a newer or broken program):
+    it is kept as ``raw`` and written back unchanged, never dropped. ``last_used`` is when it was
+    last the active session or last refreshed (informational: the list is kept most recent first).
+    """
+
+    credentials: Credentials | None
+    last_used: datetime | None = None
+    raw: dict[str, Any] | None = None
+
+
+def parse_others(data: bytes) -> list[OtherSession]:
+    """The other stored sessions in ``data``, most recently used first. FormatError when not TOML."""
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        raise FormatError("not valid TOML") from None
+    entries = doc.get(ACCOUNTS)
+    if not isinstance(entries, list):
+        return []
+    others: list[OtherSession] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue  # not an account: nothing we could keep in an array of tables anyway
+        try:
+            credentials = _session(entry)
+            last_used = parse_timestamp(entry["last_used"]) if "last_used" in entry else None
+        except (KeyError, TypeError, ValueError, OverflowError):
+            credentials, last_used = None, None
+        others.append(OtherSession(credentials, last_used, None if credentials is not None else entry))
+    return others
+
+
 def canonical(credentials: Credentials) -> Credentials:
     """``credentials`` as they read back from the file (instants to the second; "" as None)."""
     tokens = credentials.tokens
@@ -253,25 +303,43 @@ def canonical(credentials: Credentials) -> Credentials:
     )
 
 
-def render(credentials: Credentials, existing: bytes | None) -> bytes:
-    """The file text holding ``credentials``, edited into ``existing`` (a file's bytes) if any."""
+def render(credentials: Credentials, existing: bytes | None,
+           others: Sequence[OtherSession] | None = UNCHANGED) -> bytes:
+    """The file text holding ``credentials`` as the active session, edited into ``existing``.
+
+    ``others`` replaces the other stored sessions (``[[other_sessions]]``); ``UNCHANGED`` (None) keeps
+    their bytes as they are. ``existing`` None or not TOML: a fresh file (the repository keeps an
+    unparsable file aside before replacing it). EditRefusedError when ``existing`` parses but
+    cannot be edited faithfully.
+    """
     wanted = canonical(credentials)
     values = _values(wanted)
-    edited = _edited(existing, values, lambda out: parse(out) == wanted)
-    if edited is not None:
-        return edited
-    import tomlkit  # lazy: only writers pay for it
+    expected_others = None if others is None else [_canonical_other(o) for o in others]
+    if existing is None or not _is_toml_text(existing):
+        return _fresh(values, expected_others)
 
-    doc = tomlkit.document()
-    _apply(doc, values)
-    return doc.as_string().encode("utf-8")
+    def check(out: bytes) -> bool:
+        return parse(out) == wanted and (expected_others is None or _others_match(out, expected_others))
+
+    return _edited(existing, values, expected_others, check)
 
 
-def without_session(existing: bytes) -> bytes | None:
-    """``existing`` with our keys removed; None when nothing else would remain (or unparsable)."""
+def without_session(existing: bytes, others: Sequence[OtherSession] | None = UNCHANGED) -> bytes | None:
+    """``existing`` with the active session's keys removed (and ``others`` as the other sessions).
+
+    None when nothing would remain (the caller removes the file) or ``existing`` is not TOML.
+    EditRefusedError when it parses but cannot be edited faithfully.
+    """
+    if not _is_toml_text(existing):
+        return None
     values = {name: dict.fromkeys(keys) for name, keys in OUR_KEYS.items()}
-    edited = _edited(existing, values, lambda out: parse(out) is None)
-    if edited is None or not tomllib.loads(edited.decode("utf-8")):
+    expected_others = None if others is None else [_canonical_other(o) for o in others]
+
+    def check(out: bytes) -> bool:
+        return (not out.strip() or parse(out) is None) and (expected_others is None or _others_match(out, expected_others))
+
+    edited = _edited(existing, values, expected_others, check)
+    if not tomllib.loads(edited.decode("utf-8")):
         return None
     return edited
 
@@ -306,26 +374,58 @@ def _values(c: Credentials) -> dict[str, dict[str, Any]]:
     }
 
 
-def _edited(existing: bytes | None, values: dict[str, dict[str, Any]], wanted: Any) -> bytes | None:
-    """``existing`` with ``values`` edited in, or None when that cannot be done faithfully.
+def _canonical_other(other: OtherSession) -> OtherSession:
+    if other.credentials is None:
+        return other
+    last_used = other.last_used and parse_timestamp(format_instant(other.last_used))
+    return OtherSession(canonical(other.credentials), last_used)
 
-    First table by table (``_splice``): only our tables' text is parsed and rewritten, every other
-    byte is copied; then, for layouts it cannot handle (our keys in an inline table or under
-    dotted keys), the whole document through tomlkit. An edit counts only if the result passes
-    ``wanted`` and holds the same foreign data as before.
-    """
-    if existing is None:
-        return None
+
+def _others_match(out: bytes, expected: list[OtherSession]) -> bool:
+    return [(o.credentials, o.last_used, _plain(o.raw)) for o in parse_others(out)] == \
+        [(o.credentials, o.last_used, _plain(o.raw)) for o in expected]
+
+
+def _is_toml_text(data: bytes) -> bool:
     try:
-        text = existing.decode("utf-8")
-        before = _foreign_data(tomllib.loads(text))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None  # not a file we can edit: replaced
+        tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return False
+    return True
+
+
+# -- the edit ------------------------------------------------------------------------------
+
+ACCOUNTS: Final = "other_sessions"  # [[other_sessions]]: the other stored sessions, rewritten whole by each save that changes them
+ACCOUNTS_COMMENT: Final = "# Other sessions, kept by kitty-auth (`kitty-auth auth switch` makes one the active one)."
+
+
+def _fresh(values: dict[str, dict[str, Any]], others: list[OtherSession] | None) -> bytes:
+    text = _table_text(values)
+    block = _accounts_text(others or [])
+    if block:
+        text += ("\n" if text else "") + block
+    return text.encode("utf-8")
+
+
+def _edited(existing: bytes, values: dict[str, dict[str, Any]], others: list[OtherSession] | None,
+            check: Callable[[bytes], bool]) -> bytes:
+    """``existing`` with ``values`` (and ``others``) edited in; EditRefusedError when that cannot be
+    done without changing someone else's data.
+
+    First section by section (``_splice``): only our sections are parsed and rewritten, every other
+    byte is copied. Then, for layouts the cut cannot handle (our keys in an inline table or under
+    dotted keys), the whole document through tomlkit, which keeps every value but may regroup
+    some tables. A result counts only if it passes ``check`` and holds exactly the same foreign
+    data as before (compared so that NaN equals NaN: ``nan`` is valid TOML).
+    """
+    text = existing.decode("utf-8")
+    before = _plain(_foreign_data(tomllib.loads(text)))
     crlf = "\r\n" in text and "\n" not in text.replace("\r\n", "")
     for edit in (_splice, _edit_document):
         try:
-            out = edit(text, values)
-        except (ValueError, TypeError, KeyError, AttributeError, LookupError):
+            out = edit(text, values, others)
+        except (ValueError, TypeError, KeyError, AttributeError, LookupError, RecursionError):
             out = None  # tomlkit's errors derive from ValueError
         if out is None:
             continue
@@ -333,17 +433,19 @@ def _edited(existing: bytes | None, values: dict[str, dict[str, Any]], wanted: A
             out = re.sub(r"(?<!\r)\n", "\r\n", out)  # tomlkit adds LF lines; keep the file's CRLF
         data = out.encode("utf-8")
         try:
-            if wanted(data) and _foreign_data(tomllib.loads(out)) == before:
+            if check(data) and _plain(_foreign_data(tomllib.loads(out))) == before:
                 return data
-        except (FormatError, tomllib.TOMLDecodeError):
+        except (FormatError, tomllib.TOMLDecodeError, RecursionError):
             continue
-    return None
+    raise EditRefusedError("the file's layout cannot be updated without changing data other programs keep in it")
 
 
 def _foreign_data(doc: dict[str, Any]) -> dict[str, Any]:
     """What in a parsed file is not ours (a table of ours left empty, or not a table, is ours)."""
     rest: dict[str, Any] = {}
     for name, value in doc.items():
+        if name == ACCOUNTS and isinstance(value, list):
+            continue  # the other sessions: ours, checked by the caller
         if name in OUR_KEYS:
             value = {k: v for k, v in value.items() if k not in OUR_KEYS[name]} if isinstance(value, dict) else None
             if not value:
@@ -352,16 +454,36 @@ def _foreign_data(doc: dict[str, Any]) -> dict[str, Any]:
     return rest
 
 
-_HEADER_LINE = re.compile(r"[ \t]*\[")
-_SPLICE_LIMIT = 256 * 1024  # finding the headers re-parses prefixes: quadratic, so bounded
+def _plain(value: Any) -> Any:
+    """``value`` in a form whose ``==`` is exact: floats by their bits (NaN equals NaN, -0.0 is not 0.0)."""
+    if isinstance(value, float):
+        return ("float", struct.pack("<d", value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
-def _splice(text: str, values: dict[str, dict[str, Any]]) -> str | None:
-    """Edit our ``[name]`` tables one by one, copying every other section verbatim.
+@dataclass(frozen=True)
+class _Section:
+    """One piece of the file: the text before the first header, or a header and what follows it."""
+
+    kind: str  # "top", "ours" (a plain [name] table of ours), "accounts", "other"
+    name: str | None
+    body: str  # the header line and the table's keys (its comments between keys included)
+    trailer: str  # blank and comment lines after the table's last key: they introduce what follows
+
+
+def _splice(text: str, values: dict[str, dict[str, Any]], others: list[OtherSession] | None) -> str | None:
+    """Edit our ``[name]`` tables one by one and copy every other section verbatim.
 
     tomlkit round-trips most files exactly, but not all (out-of-order tables around an array of
     tables come back regrouped), so the document is cut at its table headers and only our
-    sections go through it. New tables of ours are appended at the end.
+    sections go through it. In a table of ours, the blank and comment lines after its last key
+    introduce what follows and stay where they are; a new key goes after the last key. Tables of
+    ours that are missing are appended at the end, the other sessions after them. Linear in the
+    size of the file.
     """
     sections = _sections(text)
     if sections is None:
@@ -370,17 +492,29 @@ def _splice(text: str, values: dict[str, dict[str, Any]]) -> str | None:
 
     out: list[str] = []
     seen: set[str] = set()
-    for name, section in sections:
-        if name in values and name not in seen:
-            seen.add(name)
-            doc = tomlkit.parse(section)
-            _apply(doc, {name: values[name]}, create=False)
-            section = doc.as_string()
-        out.append(section)
+    accounts_written = False
+    for section in sections:
+        if section.kind == "ours" and section.name in values and section.name not in seen:
+            assert section.name is not None
+            seen.add(section.name)
+            doc = tomlkit.parse(section.body)
+            _apply(doc, {section.name: values[section.name]}, create=False)
+            body = doc.as_string()
+            if _is_bare(body, section.name):
+                body = ""
+            out.append(body + section.trailer)
+        elif section.kind == "accounts" and others is not None:
+            if not accounts_written:
+                accounts_written = True
+                out.append(_accounts_text(others, comment=False))
+            out.append(section.trailer)
+        else:
+            out.append(section.body + section.trailer)
     missing = {name: vals for name, vals in values.items() if name not in seen}
-    addition = tomlkit.document()
-    _apply(addition, missing)
-    added = addition.as_string()
+    added = _table_text(missing)
+    if others is not None and not accounts_written:
+        block = _accounts_text(others)
+        added += ("\n" if added and block else "") + block
     body = "".join(out)
     if added:
         if body and not body.endswith("\n"):
@@ -390,49 +524,199 @@ def _splice(text: str, values: dict[str, dict[str, Any]]) -> str | None:
     return body + added
 
 
-def _sections(text: str) -> list[tuple[str | None, str]] | None:
-    """``text`` cut before each table header: ``(name, text)``, name None but for a plain ``[name]``.
+def _sections(text: str) -> list[_Section] | None:
+    """``text`` cut before each table header, in one pass; None when it cannot be scanned.
 
-    A line starting with ``[`` is a header only where the text before it is complete TOML (not
-    inside a multi-line string or array).
+    A line whose first character (after spaces) is ``[`` is a header only outside strings,
+    arrays and inline tables: a small scanner follows TOML's strings, comments and brackets.
+    Each section's trailer starts at the line after its last token (a key's value, or the header).
     """
-    if len(text) > _SPLICE_LIMIT:
+    pieces = _scan(text)
+    if pieces is None:
         return None
-    lines = text.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if _HEADER_LINE.match(line) and _complete("".join(lines[:i]))]
-    sections: list[tuple[str | None, str]] = []
-    if not starts or starts[0] > 0:
-        sections.append((None, "".join(lines[: starts[0] if starts else len(lines)])))
-    for start, end in zip(starts, [*starts[1:], len(lines)], strict=True):
-        sections.append((_plain_table_name(lines[start]), "".join(lines[start:end])))
+    sections: list[_Section] = []
+    for start, header_end, last, end in pieces:
+        newline = text.find("\n", last, end)
+        split = end if newline < 0 else newline + 1
+        kind, name = ("top", None) if header_end is None else _header_kind(text[start:header_end])
+        sections.append(_Section(kind, name, text[start:split], text[split:end]))
     return sections
 
 
-def _complete(prefix: str) -> bool:
+def _scan(text: str) -> list[tuple[int, int | None, int, int]] | None:
+    """The file's pieces: (start, end of its header or None before the first one, end of its last
+    token, end). One pass over the text."""
+    pieces: list[tuple[int, int | None, int, int]] = []
+    start, header_end, last = 0, None, 0
+    depth = 0
+    line_start = True  # only spaces since the last newline, outside strings and brackets
+    line_begin = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line_start, line_begin = True, i + 1
+            i += 1
+            continue
+        if c in " \t\r":
+            i += 1
+            continue
+        if c == "#":
+            newline = text.find("\n", i)
+            i = n if newline < 0 else newline
+            continue
+        if c in "\"'":
+            i = _string_end(text, i)
+            if i < 0:
+                return None
+        elif c == "[" and depth == 0 and line_start:
+            if line_begin > 0 or header_end is not None:
+                pieces.append((start, header_end, last, line_begin))
+            i = _header_end(text, i)
+            if i < 0:
+                return None
+            start, header_end = line_begin, i
+        else:
+            if c in "[{":
+                depth += 1
+            elif c in "]}":
+                depth -= 1
+                if depth < 0:
+                    return None
+            i += 1
+        line_start = False
+        last = i
+    if depth != 0:
+        return None
+    pieces.append((start, header_end, last, n))
+    return pieces
+
+
+def _string_end(text: str, i: int) -> int:
+    """Where the string starting at ``text[i]`` ends (just after its closing quote); -1 if it does not."""
+    quote = text[i]
+    n = len(text)
+    if text.startswith(quote * 3, i):
+        j = i + 3
+        while j < n:
+            if quote == '"' and text[j] == "\\":
+                j += 2
+                continue
+            if text.startswith(quote * 3, j):
+                end = j + 3
+                while end < n and text[end] == quote and end - j < 5:  # up to two quotes of content
+                    end += 1
+                return end
+            j += 1
+        return -1
+    j = i + 1
+    while j < n:
+        ch = text[j]
+        if ch == "\n":
+            return -1
+        if quote == '"' and ch == "\\":
+            j += 2
+            continue
+        if ch == quote:
+            return j + 1
+        j += 1
+    return -1
+
+
+def _header_end(text: str, i: int) -> int:
+    """Just after the closing bracket(s) of the header starting at ``text[i]``; -1 if it has none."""
+    j, n = i, len(text)
+    while j < n and text[j] == "[":
+        j += 1
+    while j < n:
+        ch = text[j]
+        if ch in "\"'":
+            j = _string_end(text, j)
+            if j < 0:
+                return -1
+            continue
+        if ch == "\n":
+            return -1
+        if ch == "]":
+            while j < n and text[j] == "]":
+                j += 1
+            return j
+        j += 1
+    return -1
+
+
+def _header_kind(line: str) -> tuple[str, str | None]:
+    """("ours", name) for a plain ``[name]`` of ours, ("accounts", None) for the other sessions'
+    headers, ("other", None) for the rest."""
     try:
-        tomllib.loads(prefix)
+        doc = tomllib.loads(line + "\n")
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return "other", None
+    if len(doc) != 1:
+        return "other", None
+    (name, value), = doc.items()
+    if name == ACCOUNTS:
+        return "accounts", None
+    if name in OUR_KEYS and value == {}:
+        return "ours", name
+    return "other", None
+
+
+def _is_bare(body: str, name: str) -> bool:
+    """Our table ``name`` with no key left and no comment (nothing anyone wrote): dropped."""
+    try:
+        return "#" not in body and tomllib.loads(body) == {name: {}}
     except tomllib.TOMLDecodeError:
         return False
-    return True
 
 
-def _plain_table_name(header: str) -> str | None:
-    """``name`` for a ``[name]`` header line; None for ``[a.b]``, ``[[name]]`` and the rest."""
-    try:
-        doc = tomllib.loads(header)
-    except tomllib.TOMLDecodeError:
-        return None
-    if len(doc) != 1:
-        return None
-    (name, value), = doc.items()
-    return name if value == {} else None
+def _table_text(values: dict[str, dict[str, Any]]) -> str:
+    """New tables of ours (only those with a value to hold), as text."""
+    import tomlkit
+
+    doc = tomlkit.document()
+    _apply(doc, values)
+    return doc.as_string()
 
 
-def _edit_document(text: str, values: dict[str, dict[str, Any]]) -> str:
+def _accounts_text(others: Sequence[OtherSession], *, comment: bool = True) -> str:
+    """The other stored sessions as ``[[other_sessions]]`` tables, each laid out like the active one."""
+    if not others:
+        return ""
+    import tomlkit
+
+    doc = tomlkit.document()
+    entries = tomlkit.aot()
+    for other in others:
+        if other.credentials is None:
+            entries.append(tomlkit.item(other.raw or {}))
+            continue
+        entry = tomlkit.table()
+        if other.last_used is not None:
+            entry.add("last_used", format_instant(other.last_used))
+        for name, vals in _values(canonical(other.credentials)).items():
+            table = tomlkit.table()
+            for key, value in vals.items():
+                if value is not None:
+                    table.add(key, _teams(value) if isinstance(value, list) else value)
+            if len(table):
+                entry.add(name, table)
+        entries.append(entry)
+    doc.add(ACCOUNTS, entries)
+    return (ACCOUNTS_COMMENT + "\n" if comment else "") + doc.as_string()
+
+
+def _edit_document(text: str, values: dict[str, dict[str, Any]], others: list[OtherSession] | None) -> str:
     import tomlkit
 
     doc = tomlkit.parse(text)
     _apply(doc, values)
+    if others is not None:
+        if ACCOUNTS in doc:
+            del doc[ACCOUNTS]
+        block = _accounts_text(others, comment=False)
+        if block:
+            doc.append(ACCOUNTS, tomlkit.parse(block)[ACCOUNTS])
     return doc.as_string()
 
 
@@ -445,7 +729,8 @@ def _apply(doc: Any, values: dict[str, dict[str, Any]], *, create: bool = True) 
             continue
         for key, value in vals.items():
             _put(table, key, value)
-        _drop_if_bare(doc, name)
+        if create and not len(table) and "#" not in table.as_string() and name in doc:
+            del doc[name]  # a table of ours left with no key and no comment: nothing anyone wrote
 
 
 def _team_fields(team: Team) -> dict[str, Any]:
@@ -487,7 +772,12 @@ def _our_table(doc: Any, name: str, *, create: bool) -> Any:
 
 
 def _put(table: Any, key: str, value: Any) -> None:
-    """Set (or, for None, remove) one of our keys, touching nothing else."""
+    """Set (or, for None, remove) one of our keys, touching nothing else.
+
+    An unchanged value keeps its bytes; a changed one is replaced in place (its trailing comment
+    stays); a new one is added at the end of the table, which ``_splice`` has cut just after the
+    table's last key.
+    """
     if isinstance(value, list):
         if key in table and _same(table[key], value):
             return
@@ -496,52 +786,12 @@ def _put(table: Any, key: str, value: Any) -> None:
         if key in table:
             del table[key]
         return
-    if key in table:
-        if _same(table[key], value):
-            return  # keep the bytes as they are
-        table[key] = value  # replaced in place; a trailing comment stays
+    if key in table and _same(table[key], value):
         return
-    container = getattr(table, "value", None)
-    body = getattr(container, "body", None)
-    last_key = None
-    if isinstance(body, list):
-        for k, item in body:
-            if k is None:
-                continue  # a blank line or a comment
-            if _is_table_like(item) and not k.is_dotted():
-                break  # sub-tables and arrays of tables come after the keys
-            last_key = k
-    if last_key is not None:
-        # After the last key: tomlkit alone would append after the table's trailing comments,
-        # which belong to the next table. (A private method: should a tomlkit release change it,
-        # the key is appended the public way, after those comments.)
-        try:
-            container._insert_after(last_key, key, value)
-            return
-        except (AttributeError, TypeError):
-            pass
     table[key] = value
-
-
-def _is_table_like(item: object) -> bool:
-    from tomlkit.items import AoT, Table
-
-    return isinstance(item, Table | AoT)
 
 
 def _same(current: Any, value: Any) -> bool:
     plain = current.unwrap() if hasattr(current, "unwrap") else current
     wanted = value.unwrap() if hasattr(value, "unwrap") else value
     return type(plain) is type(wanted) and plain == wanted
-
-
-def _drop_if_bare(doc: Any, name: str) -> None:
-    """Remove our table ``name`` when it holds no key and no comment (nothing anyone wrote)."""
-    from tomlkit.items import Comment, Table
-
-    table = doc.get(name)
-    if not isinstance(table, Table) or len(table) > 0:
-        return
-    if any(isinstance(item, Comment) for _, item in table.value.body) or table.trivia.comment:
-        return
-    del doc[name]

@@ -65,17 +65,20 @@ import sys
 import threading
 import time
 import tomllib
+from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from kitty_auth.adapters import credentials_format
+from kitty_auth.domain.accounts import StoredSession, is_account, same_account
 from kitty_auth.domain.errors import (
     CorruptCredentialsError,
+    CredentialsFileEditError,
     CredentialsFileError,
     CredentialsLockTimeoutError,
 )
-from kitty_auth.adapters import credentials_format
 from kitty_auth.domain.model import Credentials
 
 if TYPE_CHECKING:
@@ -91,10 +94,13 @@ _DIR_MODE = 0o700
 _LOOSE_BITS = 0o077
 _MAX_FILE_BYTES = 1 << 20  # a credentials file is < 4 KiB; refuse to slurp something huge
 _PROC_LOCKS = "/proc/locks"  # Linux: who holds which lock
-_UNPARSABLE = b"\xff"  # stands for a file we cannot read or parse: clear() removes it
+_UNUSABLE = object()  # a file we may not read, or too large to be ours: moved aside by a writer
+_KEEP = object()  # what a build returns to leave the file as it is
+_REMOVED = object()  # _rewrite moved an unusable file aside instead of building
 _SETTLE = 0.2  # s: a writer that finds the file empty or not TOML waits this long, then reads again
 _PASSES = 3  # read-edit-replace passes before a writer stops deferring to an in-place writer
-_ASIDE_SUFFIX = ".unparsable"  # where a refresh keeps a file it could not parse, instead of dropping it
+_ASIDE_SUFFIX = ".unparsable"  # credentials.unparsable.N: files we could not parse, kept instead of dropped
+_ASIDE_KEEP = 3  # how many of them are kept (the oldest go)
 
 
 class _Changed(Exception):
@@ -169,70 +175,247 @@ class TomlCredentialRepository:
         if data is None:
             return None
         try:
-            session = credentials_format.parse(data)
+            return credentials_format.parse(data)
         except credentials_format.FormatError as exc:
             raise CorruptCredentialsError(self._path, str(exc)) from None
-        if session is not None and getattr(self._held, "depth", 0):
-            self._held.saw_session = True  # a save in this lock hold is a refresh of a good file
-        return session
 
     def save(self, credentials: Credentials) -> None:
+        """Store ``credentials`` as the active session; an active session of another account
+        (another server or user) is kept among the other sessions, most recent first."""
+
+        def build(existing: bytes | None) -> bytes | None | object:
+            if existing is None:
+                return credentials_format.render(credentials, None)
+            active = _active_or_none(existing)
+            others = credentials_format.parse_others(existing)
+            kept = [o for o in others if not _holds(o, credentials)]
+            if active is not None and not same_account(active, credentials):
+                return credentials_format.render(credentials, existing, [_demoted(active), *kept])
+            if len(kept) != len(others):  # this account was stored among the others: now it is active
+                return credentials_format.render(credentials, existing, kept)
+            return credentials_format.render(credentials, existing)
+
+        self._rewrite(build)
+
+    def clear(self) -> bool:
+        """Remove the active session; the most recently used other session (if any) becomes active."""
+        if not os.path.lexists(self._path.parent):
+            return False  # nothing was ever stored; do not create the home just to say so
+        return self._rewrite(_without_active, unusable="remove") is not _KEEP
+
+    # -- several sessions -------------------------------------------------------------------
+
+    def sessions(self) -> list[StoredSession]:
+        """Every stored session: the active one first, then the others, most recently used first.
+
+        CorruptCredentialsError when the file cannot be parsed (as ``load``); an entry among the
+        others that cannot be read is left out here (and kept in the file).
+        """
+        self._refuse_symlink(self._lock_path)
+        data = self._read(tighten=True)
+        if data is None:
+            return []
+        try:
+            active = credentials_format.parse(data)
+            others = credentials_format.parse_others(data)
+        except credentials_format.FormatError as exc:
+            raise CorruptCredentialsError(self._path, str(exc)) from None
+        found = [StoredSession(active, active=True)] if active is not None else []
+        return found + [StoredSession(o.credentials, active=False, last_used=o.last_used)
+                        for o in others if o.credentials is not None]
+
+    def for_account(self, server_url: str, username: str) -> AccountRepository:
+        """A CredentialRepository of one stored account, active or not (refreshed where it is)."""
+        return AccountRepository(self, server_url, username)
+
+    def activate(self, server_url: str, username: str) -> Credentials | None:
+        """Make the stored session of that account the active one (the active one joins the others).
+
+        Returns it; None when no such session is stored (nothing changes).
+        """
+        chosen: list[Credentials] = []
+
+        def build(existing: bytes | None) -> bytes | None | object:
+            chosen.clear()
+            if existing is None:
+                return _KEEP
+            active = _active_or_none(existing)
+            if active is not None and is_account(active, server_url, username):
+                chosen.append(active)
+                return _KEEP
+            others = credentials_format.parse_others(existing)
+            target = next((o for o in others if o.credentials is not None
+                           and is_account(o.credentials, server_url, username)), None)
+            if target is None or target.credentials is None:
+                return _KEEP
+            chosen.append(target.credentials)
+            rest = [o for o in others if o is not target]
+            demoted = [_demoted(active)] if active is not None else []
+            return credentials_format.render(target.credentials, existing, [*demoted, *rest])
+
+        self._rewrite(build, unusable="leave")
+        return chosen[0] if chosen else None
+
+    def clear_all(self) -> list[Credentials]:
+        """Remove every stored session; returns those that could be read (to revoke them)."""
+        removed: list[Credentials] = []
+
+        def build(existing: bytes | None) -> bytes | None | object:
+            removed.clear()
+            if existing is None:
+                return _KEEP
+            active = _active_or_none(existing)
+            others = credentials_format.parse_others(existing)
+            removed.extend([active] if active is not None else [])
+            removed.extend(o.credentials for o in others if o.credentials is not None)
+            if active is None and not others and not _broken_active(existing):
+                return _KEEP
+            return credentials_format.without_session(existing, [])
+
+        if os.path.lexists(self._path.parent):
+            self._rewrite(build, unusable="remove")
+        return removed
+
+    # -- one read-edit-replace under the lock ---------------------------------------------
+
+    def _rewrite(self, build: Callable[[bytes | None], bytes | None | object], *,
+                 unusable: str = "replace") -> object:
+        """Under the lock (and the tracker's flock): read the file, ``build`` its new text, replace it.
+
+        ``build`` gets the file's bytes (valid TOML) or None when there is none, and returns the new
+        bytes, None to remove the file, or ``_KEEP`` to leave it. A file that is not TOML (or too
+        large, or one we may not read) is never dropped: ``unusable`` says what happens to it:
+        "replace" keeps its bytes aside (``credentials.unparsable.N``) and builds as if there were
+        no file; "remove" moves it aside (``_REMOVED`` is returned); "leave" keeps it (``_KEEP``).
+        Returns what ``build`` returned.
+        """
         _tomlkit()  # imported before the lock is taken, not while others wait
         with self.lock():
             self._refuse_symlink(self._path)
             self._remove_stale_temp_files()
-            refreshing = getattr(self._held, "saw_session", False)
 
-            def replace(existing: bytes | None, unchanged: Callable[[], bool]) -> None:
-                if refreshing and existing and not _is_toml(existing):
-                    self._keep_aside(existing)  # never dropped silently (see _shared_edit)
-                self._write_atomically(credentials_format.render(credentials, existing), unchanged)
+            def edit(existing: bytes | None | object, unchanged: Callable[[], bool]) -> object:
+                broken = existing is _UNUSABLE or (isinstance(existing, bytes) and not _is_toml(existing))
+                if broken and unusable == "leave":
+                    return _KEEP
+                if broken and (unusable == "remove" or existing is _UNUSABLE):
+                    if not unchanged():
+                        raise _Changed()
+                    self._move_aside()
+                    if unusable == "remove":
+                        return _REMOVED
+                    existing = None
+                elif broken:
+                    assert isinstance(existing, bytes)
+                    self._keep_aside(existing)
+                    existing = None
+                assert existing is None or isinstance(existing, bytes)
+                try:
+                    result = build(existing)
+                except credentials_format.EditRefusedError as exc:
+                    raise CredentialsFileEditError(self._path, str(exc)) from None
+                if isinstance(result, bytes):
+                    self._write_atomically(result, unchanged)
+                elif result is None and os.path.lexists(self._path):
+                    if not unchanged():
+                        raise _Changed()
+                    self._unlink()
+                return result
 
-            self._shared_edit(self._read_for_update, replace)
+            return self._shared_edit(self._read_for_update, edit)
 
-    def clear(self) -> bool:
-        if not os.path.lexists(self._path.parent):
-            return False  # nothing was ever stored; do not create the home just to say so
-        _tomlkit()
-        with self.lock():
-            self._remove_stale_temp_files()
-            return self._shared_edit(self._read_for_clear, self._clear_read)
-
-    def _read_for_clear(self) -> bytes | None:
+    def _read_for_update(self) -> bytes | None | object:
+        """The current file for a writer (lock held); ``_UNUSABLE`` for one we may not read or too
+        large to be ours (moved aside, never dropped)."""
         try:
-            # A file we may not read (another user's, in our folder) or too large to be ours
-            # is removed like any unparsable one: logout must not leave a session behind.
-            return self._read(tighten=False, unreadable=_UNPARSABLE)
-        except CorruptCredentialsError:
-            return _UNPARSABLE
+            return self._read(tighten=False, unreadable=_UNUSABLE)
+        except CorruptCredentialsError:  # too large
+            return _UNUSABLE
 
-    def _clear_read(self, data: bytes | None, unchanged: Callable[[], bool]) -> bool:
-        if data is None:
-            return False
-        try:
-            if credentials_format.parse(data) is None:
-                return False  # no session here; whatever else the file holds is not ours
-        except credentials_format.FormatError:
-            pass  # a broken session: removed like a good one
-        rest = credentials_format.without_session(data)
-        if rest is not None:
-            self._write_atomically(rest, unchanged)
-            return True
-        if not unchanged():
-            raise _Changed()
+    def _unlink(self) -> None:
         try:
             os.unlink(self._path)
         except FileNotFoundError:
-            return False
+            return
         except OSError as exc:  # EISDIR/EPERM for a directory, EACCES...
             raise self._file_error(exc) from None
         self._fsync_directory()
-        return True
+
+    # -- files kept aside ---------------------------------------------------------------------
+
+    def _aside_paths(self) -> list[tuple[int, Path]]:
+        prefix = self._path.name + _ASIDE_SUFFIX + "."
+        found: list[tuple[int, Path]] = []
+        with suppress(OSError), os.scandir(self._path.parent) as entries:
+            for entry in entries:
+                number = entry.name[len(prefix):] if entry.name.startswith(prefix) else ""
+                if number.isdigit() and len(number) < 10:
+                    found.append((int(number), Path(entry.path)))
+        return sorted(found)
+
+    def _next_aside(self) -> Iterator[Path]:
+        """Fresh names ``credentials.unparsable.N``, N above every existing one."""
+        existing = self._aside_paths()
+        first = existing[-1][0] + 1 if existing else 1
+        for number in range(first, first + 8):
+            yield self._path.with_name(f"{self._path.name}{_ASIDE_SUFFIX}.{number}")
+
+    def _prune_asides(self) -> None:
+        for _, old in self._aside_paths()[:-_ASIDE_KEEP]:
+            with suppress(OSError):
+                os.unlink(old)  # unlink never follows a symlink
+
+    def _keep_aside(self, data: bytes) -> None:
+        """Copy an unparsable file's bytes to ``credentials.unparsable.N`` (0600, created new: never
+        through a symlink) before it is replaced. Never raises: a failing copy must not cost the
+        session being saved (a refresh's rotated tokens); it is reported instead."""
+        for aside in self._next_aside():
+            try:
+                fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY,
+                             _FILE_MODE)
+            except FileExistsError:
+                continue  # a name taken meanwhile (or a planted link): the next number
+            except OSError as exc:
+                _warn(f"{self._path} could not be parsed and could not be kept aside "
+                      f"({exc.strerror or type(exc).__name__}); it was replaced.")
+                return
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as exc:
+                _warn(f"{self._path} could not be parsed and could not be kept aside "
+                      f"({exc.strerror or type(exc).__name__}); it was replaced.")
+                return
+            finally:
+                os.close(fd)
+            self._prune_asides()
+            _warn(f"{self._path} could not be parsed; its content was kept in {aside}.")
+            return
+        _warn(f"{self._path} could not be parsed and could not be kept aside; it was replaced.")
+
+    def _move_aside(self) -> None:
+        """Rename a file we may not read (or too large to be ours) to ``credentials.unparsable.N``;
+        rename moves the entry itself, never a link's target. Unlinked when even that fails."""
+        for aside in self._next_aside():
+            if os.path.lexists(aside):
+                continue
+            try:
+                os.rename(self._path, aside)
+            except FileNotFoundError:
+                return
+            except OSError:
+                break
+            self._prune_asides()
+            _warn(f"{self._path} could not be read as a credentials file; it was moved to {aside}.")
+            return
+        self._unlink()
 
     # -- the file shared with the host's tracker store --------------------------------------
 
-    def _shared_edit(self, read: Callable[[], bytes | None],
-                     edit: Callable[[bytes | None, Callable[[], bool]], T]) -> T:
+    def _shared_edit(self, read: Callable[[], bytes | None | object],
+                     edit: Callable[[bytes | None | object, Callable[[], bool]], T]) -> T:
         """Read the file and replace it (``edit``) while holding the tracker's lock on it.
 
         The spec-kitty host's tracker store (``specify_cli/tracker/credentials.py``) rewrites this
@@ -246,8 +429,7 @@ class TomlCredentialRepository:
         * a file that changed between our read and our replace (the tracker truncated it while
           waiting for our flock) is not replaced: we let the tracker finish and start again,
           at most ``_PASSES`` times, the last time replacing it whatever happened;
-        * a refresh (this lock hold loaded a good session) that still finds the file not TOML
-          keeps its bytes in ``credentials.unparsable`` with a warning: never dropped silently.
+        * a file that is still not TOML is kept aside (``_rewrite``): never dropped silently.
 
         What remains (README, "The credentials file"): the tracker's own load-edit-save is not
         under any lock, so a tracker save that loaded the file before our replace writes its
@@ -259,7 +441,7 @@ class TomlCredentialRepository:
             with self._tracker_lock() as fd:
                 stamp = _stamp(fd)  # before the read: a change during it counts too
                 existing = read()
-                if not settled and not final and existing not in (None, _UNPARSABLE) and (
+                if not settled and not final and isinstance(existing, bytes) and (
                         not existing.strip() or not _is_toml(existing)):
                     settled = True
                 else:
@@ -310,14 +492,6 @@ class TomlCredentialRepository:
                 )
             self._sleep(0.02)
 
-    def _keep_aside(self, data: bytes) -> None:
-        aside = self._path.with_name(self._path.name + _ASIDE_SUFFIX)
-        self._write_atomically(data, target=aside)
-        _warn(
-            f"{self._path} could not be parsed while the refreshed session was saved; "
-            f"its content was kept in {aside}."
-        )
-
     @contextmanager
     def lock(self) -> Iterator[None]:
         self._refuse_symlink(self._path)
@@ -344,7 +518,6 @@ class TomlCredentialRepository:
         depth = getattr(self._held, "depth", 0)
         self._held.depth = depth + 1
         if depth == 0:
-            self._held.saw_session = False
             self._mark_holder(lock, os.getpid())
         try:
             yield
@@ -394,13 +567,6 @@ class TomlCredentialRepository:
             raise self._file_error(exc) from None
         finally:
             os.close(fd)
-
-    def _read_for_update(self) -> bytes | None:
-        """The current file for a writer (lock held); a file too large to be ours counts as none."""
-        try:
-            return self._read(tighten=False)
-        except CorruptCredentialsError:
-            return None
 
     def _tighten_open_file(self, fd: int) -> None:
         if _IS_WINDOWS:
@@ -664,6 +830,114 @@ class TomlCredentialRepository:
 
 
 T = TypeVar("T")
+
+
+class AccountRepository:
+    """One stored account (a server and a user), wherever it is in the file: the active session or
+    one of the others. A CredentialRepository, so ``EnsureFreshToken`` refreshes an account that is
+    not active without making it active (`auth token --user NAME`), and a late refresh answer lands
+    on the account it belongs to even after a `switch`."""
+
+    def __init__(self, repo: TomlCredentialRepository, server_url: str, username: str) -> None:
+        self._repo, self._server, self._user = repo, server_url, username
+
+    @property
+    def location(self) -> str:
+        return self._repo.location
+
+    def lock(self) -> Any:
+        return self._repo.lock()
+
+    def lock_wait(self) -> str | None:
+        return self._repo.lock_wait()
+
+    def for_account(self, server_url: str, username: str) -> AccountRepository:
+        return self._repo.for_account(server_url, username)
+
+    def _mine(self, credentials: Credentials | None) -> bool:
+        return credentials is not None and is_account(credentials, self._server, self._user)
+
+    def load(self) -> Credentials | None:
+        return next((s.credentials for s in self._repo.sessions() if self._mine(s.credentials)), None)
+
+    def save(self, credentials: Credentials) -> None:
+        """Store the account's new tokens where it is (the active stays active, the others stay
+        others, moved to the front as the most recently used)."""
+
+        def build(existing: bytes | None) -> bytes | None | object:
+            if existing is None:
+                return credentials_format.render(credentials, None)
+            active = _active_or_none(existing)
+            if active is None or self._mine(active):
+                others = credentials_format.parse_others(existing)
+                kept = [o for o in others if not (o.credentials and self._mine(o.credentials))]
+                if len(kept) != len(others):
+                    return credentials_format.render(credentials, existing, kept)
+                return credentials_format.render(credentials, existing)
+            others = credentials_format.parse_others(existing)
+            kept = [o for o in others if not (o.credentials and self._mine(o.credentials))]
+            return credentials_format.render(active, existing, [_demoted(credentials), *kept])
+
+        self._repo._rewrite(build)
+
+    def clear(self) -> bool:
+        """Remove this account's session (if it is the active one, the most recent other takes its place)."""
+
+        def build(existing: bytes | None) -> bytes | None | object:
+            if existing is None:
+                return _KEEP
+            active = _active_or_none(existing)
+            if active is not None and self._mine(active):
+                return _without_active(existing)
+            others = credentials_format.parse_others(existing)
+            kept = [o for o in others if not (o.credentials and self._mine(o.credentials))]
+            if len(kept) == len(others):
+                return _KEEP
+            if active is None:
+                return credentials_format.without_session(existing, kept)
+            return credentials_format.render(active, existing, kept)
+
+        return self._repo._rewrite(build, unusable="leave") is not _KEEP
+
+
+def _active_or_none(data: bytes) -> Credentials | None:
+    """The active session of a file that parses as TOML; a broken one counts as none (it is replaced)."""
+    try:
+        return credentials_format.parse(data)
+    except credentials_format.FormatError:
+        return None
+
+
+def _broken_active(data: bytes) -> bool:
+    try:
+        credentials_format.parse(data)
+    except credentials_format.FormatError:
+        return True
+    return False
+
+
+def _holds(other: credentials_format.OtherSession, credentials: Credentials) -> bool:
+    return other.credentials is not None and same_account(other.credentials, credentials)
+
+
+def _demoted(credentials: Credentials) -> credentials_format.OtherSession:
+    """A session that stops being the active one: first among the others, used just now."""
+    return credentials_format.OtherSession(credentials, datetime.now(UTC))
+
+
+def _without_active(existing: bytes | None) -> bytes | None | object:
+    """The file without its active session: the most recently used other one (if any) takes its
+    place; nothing at all left of ours or anyone's removes the file. ``_KEEP`` when none was stored."""
+    if existing is None:
+        return _KEEP
+    active = _active_or_none(existing)
+    if active is None and not _broken_active(existing):
+        return _KEEP  # no session here; whatever else the file holds is not ours
+    others = credentials_format.parse_others(existing)
+    successor = next((o for o in others if o.credentials is not None), None)
+    if successor is not None and successor.credentials is not None:
+        return credentials_format.render(successor.credentials, existing, [o for o in others if o is not successor])
+    return credentials_format.without_session(existing)
 
 
 def _warn(text: str) -> None:

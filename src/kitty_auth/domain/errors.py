@@ -18,6 +18,7 @@ AuthError
  |                                   SessionExpiredError after deciding what to keep)
  +-- CredentialsFileError            the credentials file cannot be read or written safely
  |    +-- CorruptCredentialsError    the file exists but is not a credentials file
+ |    +-- CredentialsFileEditError   our keys cannot be edited in without changing others' data
  |    +-- CredentialsLockTimeoutError  another process held the lock for too long
  |         +-- LogoutLockTimeoutError  ... while logout waited: nothing was removed
  +-- WebSocketError                  the live-sync connection failed (not authentication)
@@ -147,6 +148,20 @@ class CorruptCredentialsError(CredentialsFileError):
         self.message = (
             f"The credentials file {self.path} is not valid; "
             "run `spec-kitty auth login` to replace it."
+        )
+        self.args = (self.message,)
+
+
+class CredentialsFileEditError(CredentialsFileError):
+    """The file parses, but our keys cannot be written into it without changing what other
+    programs keep there: nothing is written (never a fresh file that would drop their data)."""
+
+    def __init__(self, path: Path | str, detail: str = "") -> None:
+        super().__init__(path, detail)
+        self.message = (
+            f"The credentials file {self.path} was left unchanged: the session could not be written into it "
+            "without changing data other programs keep there. Move that data to a file of its own, or move "
+            "the file aside, and try again."
         )
         self.args = (self.message,)
 

@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
+from kitty_auth.domain.accounts import StoredSession
 from kitty_auth.domain.model import Credentials, IssuedTokens, WsToken
 
 __all__ = ["Clock", "CredentialRepository", "IssuedTokens", "TokenGateway"]
@@ -44,22 +45,47 @@ class TokenGateway(Protocol):
 
 
 class CredentialRepository(Protocol):
-    """Where the one stored session lives.
+    """Where the stored sessions live: the active one, and the others (several accounts).
 
     ``lock()`` is an exclusive, bounded-wait lock shared by every process on the machine;
     holding it across read -> refresh -> write is what makes refresh single-flight. ``save``
     and ``clear`` take the lock themselves (re-entrantly), so they are safe to call with or
     without it. A reader never sees a partial file.
+
+    ``load``/``save``/``clear`` are about the active session; ``for_account`` gives the same
+    three (and ``lock``) for one account wherever it is stored, active or not.
     """
 
     def load(self) -> Credentials | None:
-        """The stored session, None when none. CorruptCredentialsError when unparsable."""
+        """The active session, None when none. CorruptCredentialsError when unparsable."""
         ...
 
-    def save(self, credentials: Credentials) -> None: ...
+    def save(self, credentials: Credentials) -> None:
+        """Store ``credentials`` as the active session. An active session of another account (another
+        server or user) is kept as the most recently used of the others; one of the same account is
+        replaced."""
+        ...
 
     def clear(self) -> bool:
-        """Remove the stored session; True when something was removed."""
+        """Remove the active session (the most recently used other one becomes active); True when
+        something was removed."""
+        ...
+
+    def sessions(self) -> list[StoredSession]:
+        """Every stored session, the active one first, then the others most recently used first."""
+        ...
+
+    def for_account(self, server_url: str, username: str) -> CredentialRepository:
+        """The repository of one account (``load``/``save``/``clear``/``lock``), active or not; a save
+        there never changes which session is active."""
+        ...
+
+    def activate(self, server_url: str, username: str) -> Credentials | None:
+        """Make that account's stored session the active one; None (nothing changed) when there is none."""
+        ...
+
+    def clear_all(self) -> list[Credentials]:
+        """Remove every stored session; returns those removed."""
         ...
 
     def lock(self) -> AbstractContextManager[None]: ...
