@@ -26,11 +26,14 @@ from kitty_auth.adapters.settings import Settings, choose_login_server, configur
 from kitty_auth.adapters.toml_repository import LOCK_TIMEOUT, TomlCredentialRepository
 from kitty_auth.domain.model import ExpiryPolicy
 from kitty_auth.domain.use_cases import (
+    ChooseSession,
     EnsureFreshToken,
+    ListSessions,
     Login,
     Logout,
     ObtainWsToken,
     Status,
+    Switch,
 )
 
 
@@ -155,6 +158,9 @@ class Container(containers.DeclarativeContainer):
         browser=browser, listen=callback_listener,
     )
     status = providers.Factory(Status, repo=repository, clock=clock)
+    list_sessions = providers.Factory(ListSessions, repo=repository, clock=clock)
+    switch = providers.Factory(Switch, repo=repository)
+    choose_session = providers.Factory(ChooseSession, repo=repository)
     ensure_fresh_token = providers.Factory(
         EnsureFreshToken, repo=repository, gateway=lazy_gateway, clock=clock, policy=policy
     )

@@ -21,7 +21,7 @@ from kitty_auth.domain.errors import (
     UnexpectedStatusError,
 )
 from kitty_auth.domain.model import Credentials, ExpiryPolicy, TokenPair
-from kitty_auth.domain.use_cases import EnsureFreshToken, Login, Logout, ObtainWsToken, Status
+from kitty_auth.domain.use_cases import EnsureFreshToken, Login, Logout, ObtainWsToken, Status, StoredLogin
 from kitty_auth.entrypoints.library import AuthClient
 from kitty_auth.container import build_container
 from kitty_auth.testing import FakeClock, FakeTokenGateway, InMemoryCredentialRepository
@@ -124,10 +124,25 @@ class TestLogin:
         login = Login(repo, gateway, clock)
         assert login.already_logged_in(SERVER) is None
         logged_in(repo, gateway, clock)
-        assert login.already_logged_in(SERVER + "/") == repo.credentials
+        assert login.already_logged_in(SERVER + "/").credentials == repo.credentials
         assert login.already_logged_in("https://other.example.test") is None
         clock.advance(timedelta(days=7, seconds=1))
         assert login.already_logged_in(SERVER) is None
+
+    def test_already_logged_in_is_per_server_and_user(self, repo, gateway, clock):
+        gateway.users["second@example.com"] = "pw2"
+        login = Login(repo, gateway, clock)
+        first = login.execute(SERVER, USER, PASSWORD)
+        second = login.execute(SERVER, "second@example.com", "pw2")  # another user: added, now active
+        assert [s.credentials for s in repo.sessions()] == [second, first]
+        assert login.already_logged_in(SERVER, "second@example.com") == StoredLogin(second)
+        assert login.already_logged_in(SERVER) == StoredLogin(second)  # any user: the active one
+        assert login.already_logged_in(SERVER, "third@example.com") is None
+        # the stored, inactive account: logging in as it means using it
+        assert login.already_logged_in(SERVER, USER) == StoredLogin(first, switched=True)
+        assert repo.load() == first and [s.credentials for s in repo.sessions()] == [first, second]
+        clock.advance(timedelta(days=7, seconds=1))  # both refresh tokens expired: log in again
+        assert login.already_logged_in(SERVER, "second@example.com") is None
 
     def test_corrupt_file_counts_as_logged_out_and_is_replaced(self, gateway, clock):
         class CorruptRepo(InMemoryCredentialRepository):
@@ -137,6 +152,10 @@ class TestLogin:
                 if self.corrupt:
                     raise CorruptCredentialsError("/tmp/credentials")
                 return super().load()
+
+            def sessions(self):
+                self.load()
+                return super().sessions()
 
             def save(self, credentials):
                 self.corrupt = False

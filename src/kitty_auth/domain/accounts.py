@@ -95,11 +95,10 @@ def switch_target(sessions: Sequence[StoredSession], server_url: str | None,
                   username: str | None) -> StoredSession:
     """The session `auth switch` makes active: the one named, or with no option and exactly two
     sessions, the other one. AmbiguousSessionError when that does not name exactly one."""
+    if server_url is not None:
+        server_url = normalize_server_url(server_url, source="--server", implied_https=True)
     if server_url is not None or username is not None:
-        matches = [s for s in sessions if is_account(
-            s.credentials,
-            None if server_url is None else normalize_server_url(server_url, source="--server", implied_https=True),
-            username)]
+        matches = [s for s in sessions if is_account(s.credentials, server_url, username)]
         if not matches:
             raise NoSuchSessionError(describe_choice(server_url, username))
         if len(matches) > 1:

@@ -79,3 +79,4 @@ class LocalLogout:
 
     removed: bool
     session: Credentials | None = None
+    now_active: Credentials | None = None  # another stored session that became the active one

@@ -6,9 +6,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+from kitty_auth.domain.accounts import StoredSession, choose, is_account, switch_target
 from kitty_auth.domain.errors import (
     AuthError,
     CorruptCredentialsError,
@@ -67,16 +69,42 @@ def check_password(password: str) -> str:
     return password
 
 
+@dataclass(frozen=True)
+class StoredLogin:
+    """A login that is not needed: a valid session of that account is stored already.
+
+    ``switched``: it was one of the other sessions, and is now the active one.
+    """
+
+    credentials: Credentials
+    switched: bool = False
+
+
 class Login:
     def __init__(self, repo: CredentialRepository, gateway: TokenGateway, clock: Clock) -> None:
         self._repo, self._gateway, self._clock = repo, gateway, clock
 
-    def already_logged_in(self, server_url: str) -> Credentials | None:
-        """The stored session when it is still valid and was issued by ``server_url``."""
+    def already_logged_in(self, server_url: str, username: str | None = None) -> StoredLogin | None:
+        """A stored, still valid session of ``username`` (any user when None) at ``server_url``.
+
+        The active session wins. Otherwise one stored session that is the only match becomes the
+        active one (``switched``): logging in as an account already stored means using it.
+        """
         target = normalize_server_url(server_url)
-        current = _load_or_none(self._repo)
-        if current and current.is_authenticated(self._clock.now()) and current.issued_by(target):
-            return current
+        now = self._clock.now()
+        try:
+            sessions = self._repo.sessions()
+        except CorruptCredentialsError:
+            return None
+        valid = [s for s in sessions if s.credentials.is_authenticated(now) and is_account(s.credentials, target, username)]
+        for stored in valid:
+            if stored.active:
+                return StoredLogin(stored.credentials)
+        if len(valid) == 1:
+            activated = self._repo.activate(target, valid[0].credentials.username)
+            if activated is not None:
+                log.info("login: a stored session of that account is now the active one")
+                return StoredLogin(activated, switched=True)
         return None
 
     def execute(self, server_url: str, username: str, password: str) -> Credentials:
@@ -140,11 +168,34 @@ class Logout:
                     # refused by clear() itself.
                     session = None
                 removed = self._repo.clear()
+                now_active = _load_or_none(self._repo) if removed else None
         except CredentialsLockTimeoutError as exc:
             log.info("logout: the credentials lock stayed busy; nothing removed")
             raise LogoutLockTimeoutError(exc.path, exc.seconds, exc.holder) from None
         log.info("logout: %s", "credentials removed" if removed else "nothing stored")
-        return LocalLogout(removed=removed, session=session if removed else None)
+        return LocalLogout(removed=removed, session=session if removed else None, now_active=now_active)
+
+    def remove_all(self) -> list[LocalLogout]:
+        """`logout --all`: remove every stored session (under the lock), each to be revoked after."""
+        self._started = self._monotonic()
+        try:
+            with self._repo.lock():
+                try:
+                    self._repo.sessions()
+                except CredentialsFileError:  # unparsable or unreadable: removed (kept aside) like one session
+                    return [LocalLogout(removed=self._repo.clear())]
+                sessions = self._repo.clear_all()
+        except CredentialsLockTimeoutError as exc:
+            raise LogoutLockTimeoutError(exc.path, exc.seconds, exc.holder) from None
+        log.info("logout: %d sessions removed", len(sessions))
+        return [LocalLogout(removed=True, session=session) for session in sessions]
+
+    def revoke_each(self, removed: list[LocalLogout], *, skip: bool = False) -> list[LogoutResult]:
+        """Revoke several removed sessions at once, each within what is left of the budget."""
+        if len(removed) <= 1:
+            return [self.revoke(local, skip=skip) for local in removed]
+        with ThreadPoolExecutor(max_workers=min(8, len(removed)), thread_name_prefix="kitty-auth-revoke") as pool:
+            return list(pool.map(lambda local: self.revoke(local, skip=skip), removed))
 
     def _revoke_deadline(self) -> float:
         """What the revoke request may take: ``revoke_deadline``, within what is left of ``budget``."""
@@ -200,6 +251,47 @@ class Status:
         if current is None:
             return StatusReport(authenticated=False)
         return StatusReport(authenticated=current.is_authenticated(self._clock.now()), credentials=current)
+
+
+class ListSessions:
+    """`status --all`: every stored session, the active one first, each with its status."""
+
+    def __init__(self, repo: CredentialRepository, clock: Clock) -> None:
+        self._repo, self._clock = repo, clock
+
+    def execute(self) -> list[tuple[StoredSession, StatusReport]]:
+        now = self._clock.now()
+        return [(stored, StatusReport(authenticated=stored.credentials.is_authenticated(now),
+                                      credentials=stored.credentials))
+                for stored in self._repo.sessions()]
+
+
+class Switch:
+    """`auth switch`: make another stored session the active one (see ``accounts.switch_target``)."""
+
+    def __init__(self, repo: CredentialRepository) -> None:
+        self._repo = repo
+
+    def execute(self, server_url: str | None = None, username: str | None = None) -> tuple[Credentials, bool]:
+        """The session now active, and whether it changed (False: it already was the active one)."""
+        with self._repo.lock():
+            target = switch_target(self._repo.sessions(), server_url, username)
+            if target.active:
+                return target.credentials, False
+            creds = target.credentials
+            activated = self._repo.activate(creds.server_url, creds.username)
+        log.info("switched the active session")
+        return activated or creds, True
+
+
+class ChooseSession:
+    """Which stored session a command's ``--server``/``--user`` name (the active one without them)."""
+
+    def __init__(self, repo: CredentialRepository) -> None:
+        self._repo = repo
+
+    def execute(self, server_url: str | None = None, username: str | None = None) -> StoredSession:
+        return choose(self._repo.sessions(), server_url, username)
 
 
 class EnsureFreshToken:

@@ -266,9 +266,16 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
         use_case = container.login()
         # Reading the stored session also proves the credentials path is usable (no symlink,
         # home not a file, file readable) before any prompt or request, with --force too.
-        current = use_case.already_logged_in(target)
-        if current is not None and not force:
-            click.echo(f"Already logged in as {current.username} at {current.server_url} (use --force to log in again).")
+        if force:
+            container.status().execute()  # reads it without making a stored session active
+            stored = None
+        else:
+            stored = use_case.already_logged_in(target, username)
+        if stored is not None:
+            current = stored.credentials
+            now = "; that stored session is now the active one" if stored.switched else ""
+            click.echo(f"Already logged in as {current.username} at {current.server_url}{now} "
+                       "(use --force to log in again).")
             return
         if username is None and not password_stdin:  # the server's kind (or --web/--device) may mean OAuth
             from kitty_auth.entrypoints.oauth_login import TerminalLoginProgress, oauth_login, requested_method
@@ -293,14 +300,21 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
 
 @auth.command()
 @click.option("--local", is_flag=True, help="Only remove the session here; do not ask the server to revoke it.")
+@click.option("--all", "all_", is_flag=True, help="Remove (and revoke) every stored session, not only the active one.")
 @click.pass_context
-def logout(ctx: click.Context, local: bool) -> None:
-    """Remove the stored session, then ask the server to revoke it. Not being logged in is fine."""
+def logout(ctx: click.Context, local: bool, all_: bool) -> None:
+    """Remove the active session, then ask the server to revoke it. Not being logged in is fine.
+
+    When other sessions are stored, the most recently used one becomes active.
+    """
 
     def run() -> None:
         container = _container(ctx)
         _warn_unreadable_config(container)
         use_case = container.logout_command()
+        if all_:
+            _logout_all(use_case, local)
+            return
         # First: offline or not, the session is gone from this machine. A lock another process keeps
         # busy for more than a few seconds ends logout here (exit 1, still logged in, the holder named).
         removed = use_case.remove()
@@ -312,8 +326,34 @@ def logout(ctx: click.Context, local: bool) -> None:
             with _waiting(removed.session.server_url):
                 result = use_case.revoke(removed)
         click.echo(result.sentence)  # "The server revoked the session." or why it was not revoked
+        if removed.now_active is not None:
+            now = removed.now_active
+            click.echo(f"Now using {now.username} at {now.server_url}, the most recently used of the "
+                       f"other stored sessions (`{_auth_command()} switch` chooses another).")
 
     _run(run)
+
+
+def _logout_all(use_case: object, local: bool) -> None:
+    removed = use_case.remove_all()  # type: ignore[attr-defined]
+    sessions = [r for r in removed if r.removed]
+    if not sessions:
+        click.echo("Logged out; no session was stored.")
+        click.echo(use_case.revoke(removed[0] if removed else _nothing(), skip=local).sentence)  # type: ignore[attr-defined]
+        return
+    count = len(sessions)
+    click.echo(f"Logged out of {count} session{'s' if count != 1 else ''}; stored credentials removed.")
+    results = use_case.revoke_each(sessions, skip=local)  # type: ignore[attr-defined]
+    for local_logout, result in zip(sessions, results, strict=True):
+        who = (f"{local_logout.session.username} at {local_logout.session.server_url}: "
+               if local_logout.session is not None else "")
+        click.echo(f"  {who}{result.sentence}")
+
+
+def _nothing() -> object:
+    from kitty_auth.domain.revocation import LocalLogout
+
+    return LocalLogout(removed=False)
 
 
 _METHOD_LABELS = {
@@ -323,15 +363,15 @@ _METHOD_LABELS = {
 }
 
 
-def _status_json(report: StatusReport) -> str:
+def _status_object(report: StatusReport) -> dict[str, object]:
     creds = report.credentials
     if creds is None:
-        return json.dumps({
+        return {
             "authenticated": False, "username": None, "server_url": None, "access_expires_at": None,
             "refresh_expires_at": None, "login_method": None, "team_slug": None, "session_id": None,
-        })  # fmt: skip
+        }  # fmt: skip
     refresh_at = creds.tokens.refresh_expires_at
-    return json.dumps({
+    return {
         "authenticated": report.authenticated,
         "username": creds.username,
         "server_url": creds.server_url,
@@ -340,7 +380,11 @@ def _status_json(report: StatusReport) -> str:
         "login_method": creds.login_method.value,
         "team_slug": creds.team_slug,
         "session_id": creds.session_id,
-    })
+    }
+
+
+def _status_json(report: StatusReport) -> str:
+    return json.dumps(_status_object(report))
 
 
 def _relative(when: datetime, now: datetime) -> str:
@@ -389,32 +433,97 @@ def _status_text(creds: Credentials, now: datetime, authenticated: bool) -> str:
 
 
 @auth.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text (with --all, an array).")
+@click.option("--all", "all_", is_flag=True, help="List every stored session, not only the active one.")
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Show the stored session (offline). Exit 0 when logged in, 1 when not."""
+def status(ctx: click.Context, as_json: bool, all_: bool) -> None:
+    """Show the stored session (offline). Exit 0 when logged in, 1 when not.
 
-    def run() -> StatusReport:
+    With --all, every stored session, the active one first; exit 0 when any of them is logged in.
+    """
+
+    def run() -> bool:
         container = _container(ctx)
         _warn_unreadable_config(container)
+        if all_:
+            return _status_all(container, as_json)
         report = container.status().execute()
         if as_json:
             click.echo(_status_json(report))
         elif report.credentials is not None:
             click.echo(_status_text(report.credentials, container.clock().now(), report.authenticated))
+            _mention_others(container)
         elif report.unparsable_file is not None:
             click.echo(f"Not logged in: the credentials file {report.unparsable_file} is not valid; "
                        f"`{_auth_command()} login` replaces it.")
         else:
             click.echo(f"Not logged in. Run `{_auth_command()} login`.")
-        return report
+        return report.authenticated
 
     def still_print_json() -> None:  # scripts get their object even when the file cannot be used
         if as_json:
-            click.echo(_status_json(StatusReport(authenticated=False)))
+            click.echo("[]" if all_ else _status_json(StatusReport(authenticated=False)))
 
-    report = _run(run, on_error=still_print_json)
-    ctx.exit(0 if report.authenticated else 1)
+    authenticated = _run(run, on_error=still_print_json)
+    ctx.exit(0 if authenticated else 1)
+
+
+def _status_all(container: Container, as_json: bool) -> bool:
+    """Every stored session: the active one first, then the others, most recently used first."""
+    from kitty_auth.domain.errors import CorruptCredentialsError
+
+    try:
+        listed = container.list_sessions().execute()
+    except CorruptCredentialsError as exc:
+        if as_json:
+            click.echo("[]")
+        else:
+            click.echo(f"Not logged in: the credentials file {exc.path} is not valid; "
+                       f"`{_auth_command()} login` replaces it.")
+        return False
+    if as_json:
+        click.echo(json.dumps([{**_status_object(report), "active": stored.active} for stored, report in listed]))
+    elif not listed:
+        click.echo(f"Not logged in. Run `{_auth_command()} login`.")
+    else:
+        now = container.clock().now()
+        blocks = []
+        for stored, report in listed:
+            text = _status_text(stored.credentials, now, report.authenticated)
+            head, _, rest = text.partition("\n")
+            if stored.active:
+                head += " (active)"
+            elif stored.last_used is not None:
+                head += f" (not active; last used {_relative_past(stored.last_used, now)})"
+            else:
+                head += " (not active)"
+            blocks.append(head + ("\n" + rest if rest else ""))
+        click.echo("\n\n".join(blocks))
+    return any(report.authenticated for _, report in listed)
+
+
+def _mention_others(container: Container) -> None:
+    """After the active session's status: how many others are stored (one line, only if any)."""
+    others = len(container.list_sessions().execute()) - 1
+    if others > 0:
+        click.echo(f"\n{others} other stored session{'s' if others != 1 else ''}: "
+                   f"`{_auth_command()} status --all` lists them, `{_auth_command()} switch` changes the active one.")
+
+
+def _relative_past(when: datetime, now: datetime) -> str:
+    text = _relative(when, now)
+    return text.replace("expired ", "").replace("expires in ", "in ")
+
+
+def _register_more_commands() -> None:
+    """The commands kept in modules of their own (each imports only click and our domain)."""
+    from kitty_auth.entrypoints import cli_accounts
+
+    auth.add_command(cli_accounts.switch)
+    auth.add_command(cli_accounts.whoami)
+
+
+_register_more_commands()
 
 
 # ------------------------------------------------------------------------------ standalone
