@@ -87,8 +87,10 @@ class E2E:
             data = tomllib.loads(self.credentials.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             return
-        tokens = data.get("tokens") if isinstance(data.get("tokens"), dict) else {}
-        self.secrets.update(v for k, v in tokens.items() if k in ("access", "refresh") and isinstance(v, str))
+        others = data.get("other_sessions") if isinstance(data.get("other_sessions"), list) else []
+        for session in [data, *others]:  # the active session and the other stored ones
+            tokens = session.get("tokens") if isinstance(session, dict) and isinstance(session.get("tokens"), dict) else {}
+            self.secrets.update(v for k, v in tokens.items() if k in ("access", "refresh") and isinstance(v, str))
 
     def _record(self, run: Run) -> Run:
         self.remember_tokens()
