@@ -146,8 +146,8 @@ class Container(containers.DeclarativeContainer):
     login = providers.Factory(Login, repo=repository, gateway=lazy_gateway, clock=clock)
     logout = providers.Factory(Logout, repo=repository, revoker=lazy_revoker)  # the library's clear_credentials
     logout_repository = providers.Callable(_logout_repository, repository, LOGOUT_LOCK_WAIT)
-    logout_command = providers.Factory(  # `auth logout`: bounded by the contract's 6 s
-        Logout, repo=logout_repository, revoker=lazy_revoker, budget=LOGOUT_BUDGET
+    logout_command = providers.Factory(  # `auth logout`: bounded by the contract's 6 s; says who is active next
+        Logout, repo=logout_repository, revoker=lazy_revoker, budget=LOGOUT_BUDGET, promote=True
     )
     choose_login_method = providers.Factory(_oauth_use_case("ChooseLoginMethod"), gateway=oauth_gateway)
     login_with_device = providers.Factory(

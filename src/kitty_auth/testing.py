@@ -89,11 +89,11 @@ class InMemoryCredentialRepository:
             self.credentials, self.others = credentials, kept
             self.saves += 1
 
-    def clear(self) -> bool:
+    def clear(self, promote: bool = False) -> bool:
         with self.lock():
             had = self.credentials is not None
             self.credentials = None
-            if had and self.others:
+            if had and promote and self.others:
                 self.credentials = self.others.pop(0).credentials
             return had
 
@@ -165,10 +165,10 @@ class InMemoryAccountRepository:
             self.store.others = [StoredSession(credentials, active=False, last_used=datetime.now(UTC)), *kept]
             self.store.saves += 1
 
-    def clear(self) -> bool:
+    def clear(self, promote: bool = False) -> bool:
         with self.store.lock():
             if self._mine(self.store.credentials):
-                return self.store.clear()
+                return self.store.clear(promote)
             kept = [o for o in self.store.others if not self._mine(o.credentials)]
             removed = len(kept) != len(self.store.others)
             self.store.others = kept

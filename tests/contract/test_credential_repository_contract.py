@@ -210,15 +210,27 @@ def test_activate_swaps_the_active_session(repo) -> None:
     assert [s.credentials for s in repo.sessions()] == [first, second]
 
 
-def test_clear_removes_the_active_session_and_the_most_recent_other_takes_its_place(repo) -> None:
+def test_clear_with_promote_makes_the_most_recent_other_session_active(repo) -> None:
     a, b, c = (make_credentials(f"{n}@example.com") for n in "abc")
     for creds in (a, b, c):
         repo.save(creds)
-    assert repo.clear() is True
+    assert repo.clear(promote=True) is True
     assert repo.load() == b and [s.credentials for s in repo.sessions()] == [b, a]
-    assert repo.clear() is True and repo.load() == a
-    assert repo.clear() is True and repo.load() is None and repo.sessions() == []
-    assert repo.clear() is False
+    assert repo.clear(promote=True) is True and repo.load() == a
+    assert repo.clear(promote=True) is True and repo.load() is None and repo.sessions() == []
+    assert repo.clear(promote=True) is False
+
+
+def test_clear_without_promote_leaves_no_session_active(repo) -> None:
+    a, b = make_credentials("a@example.com"), make_credentials("b@example.com")
+    repo.save(a)
+    repo.save(b)
+    assert repo.clear() is True
+    assert repo.load() is None
+    assert [(s.credentials, s.active) for s in repo.sessions()] == [(a, False)]
+    assert repo.clear() is False  # no active session to remove
+    assert repo.activate("https://spec-kitty-dev.fly.dev", "a@example.com") == a
+    assert repo.load() == a and [s.active for s in repo.sessions()] == [True]
 
 
 def test_clear_all_removes_every_session(repo) -> None:

@@ -163,11 +163,56 @@ class Host(E2E):
         return self.host("auth", "login", "--username", username, "--password", password, *extra, **env)
 
 
+# Every host test runs with a second account stored beside whatever the host does (kitty-auth keeps the
+# sessions of other accounts under [[other_sessions]]): the host sees only the active session, and its
+# login, refresh and logout must leave the other one alone.
+SECOND_ACCOUNT = {
+    "access": "second-account-access-9f2c1e7a5b3d",
+    "refresh": "second-account-refresh-4e8a6c2f0d1b",
+    "username": "ci-bot@other.example",
+    "server": "https://other.example",
+}
+SECOND_ACCOUNT_TEXT = f"""\
+# Other sessions, kept by kitty-auth (`kitty-auth auth switch` makes one the active one).
+[[other_sessions]]
+last_used = "2026-12-01T00:00:00Z"
+
+[other_sessions.tokens]
+access = "{SECOND_ACCOUNT['access']}"
+refresh = "{SECOND_ACCOUNT['refresh']}"
+access_expires_at = "2099-01-01T00:00:00Z"
+refresh_expires_at = "2099-01-01T00:00:00Z"
+
+[other_sessions.user]
+username = "{SECOND_ACCOUNT['username']}"
+
+[other_sessions.server]
+url = "{SECOND_ACCOUNT['server']}"
+"""
+
+
+def second_account_kept(credentials: Path) -> bool:
+    """The second account is still stored, unchanged, among the other sessions."""
+    import tomllib
+
+    others = tomllib.loads(credentials.read_text(encoding="utf-8")).get("other_sessions", [])
+    return any(o.get("tokens", {}).get("refresh") == SECOND_ACCOUNT["refresh"]
+               and o.get("user", {}).get("username") == SECOND_ACCOUNT["username"] for o in others)
+
+
 @pytest.fixture
-def host(host_venv: HostVenv, fresh_refserver_state: RefServer, tmp_path: Path) -> Iterator[Host]:
+def host(host_venv: HostVenv, fresh_refserver_state: RefServer, tmp_path: Path,
+         request: pytest.FixtureRequest) -> Iterator[Host]:
     home = tmp_path / "home"
     world = Host(server=fresh_refserver_state, home=home, venv=host_venv)
     world.spec_kitty_dir.mkdir(parents=True, mode=0o700)
     (world.spec_kitty_dir / "config.toml").write_text(f'[sync]\nserver_url = "{fresh_refserver_state.url}"\n')
+    seeded = "without_second_account" not in request.keywords
+    if seeded:
+        world.credentials.write_text(SECOND_ACCOUNT_TEXT, encoding="utf-8")
+        world.credentials.chmod(0o600)
+        world.secrets.update({SECOND_ACCOUNT["access"], SECOND_ACCOUNT["refresh"]})
     yield world
     world.assert_no_leaks()
+    if seeded and world.credentials.exists():
+        assert second_account_kept(world.credentials), "the host's commands lost the second stored account"

@@ -169,3 +169,18 @@ def test_switch_and_list_sessions_use_cases(world: World) -> None:
     listed = ListSessions(world.repo, world.clock).execute()
     assert [(s.credentials.username, s.active, r.authenticated) for s, r in listed] == [
         (USER, True, True), (SECOND, False, True)]
+
+
+def test_library_and_host_logout_leave_no_session_active_and_say_nothing_of_the_others(world: World) -> None:
+    """Only `auth logout` makes another stored session active (and says so): the library's
+    clear_credentials and a rejected session leave the others stored, none active."""
+    from kitty_auth.entrypoints.library import AuthClient
+
+    login_as(world, USER, PASSWORD)
+    login_as(world, SECOND, "pw2")
+    assert AuthClient(container=world.container).clear_credentials() is True
+    assert accounts(world) == [(USER, False)]
+    out = world.run("status")
+    assert out.exit_code == 1 and "Not logged in" in out.output and "1 other stored session" in out.output
+    switched = world.run("switch")
+    assert switched.exit_code == 0 and accounts(world) == [(USER, True)]

@@ -430,7 +430,7 @@ class TestStatusAndLogout:
     def test_logout_failure_exits_1(self, world):
         world.login()
 
-        def cannot(*args):
+        def cannot(*args, **kwargs):
             raise CredentialsFileError("/home/u/.spec-kitty/credentials")
 
         world.repo.clear = cannot

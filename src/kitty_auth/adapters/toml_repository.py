@@ -197,11 +197,12 @@ class TomlCredentialRepository:
 
         self._rewrite(build)
 
-    def clear(self) -> bool:
-        """Remove the active session; the most recently used other session (if any) becomes active."""
+    def clear(self, promote: bool = False) -> bool:
+        """Remove the active session; with ``promote``, the most recently used other one (if any)
+        becomes active (`auth logout`), else the others stay as they are and none is active."""
         if not os.path.lexists(self._path.parent):
             return False  # nothing was ever stored; do not create the home just to say so
-        return self._rewrite(_without_active, unusable="remove") is not _KEEP
+        return self._rewrite(lambda existing: _without_active(existing, promote), unusable="remove") is not _KEEP
 
     # -- several sessions -------------------------------------------------------------------
 
@@ -880,15 +881,15 @@ class AccountRepository:
 
         self._repo._rewrite(build)
 
-    def clear(self) -> bool:
-        """Remove this account's session (if it is the active one, the most recent other takes its place)."""
+    def clear(self, promote: bool = False) -> bool:
+        """Remove this account's session (if it is the active one, as ``TomlCredentialRepository.clear``)."""
 
         def build(existing: bytes | None) -> bytes | None | object:
             if existing is None:
                 return _KEEP
             active = _active_or_none(existing)
             if active is not None and self._mine(active):
-                return _without_active(existing)
+                return _without_active(existing, promote)
             others = credentials_format.parse_others(existing)
             kept = [o for o in others if not (o.credentials and self._mine(o.credentials))]
             if len(kept) == len(others):
@@ -925,16 +926,16 @@ def _demoted(credentials: Credentials) -> credentials_format.OtherSession:
     return credentials_format.OtherSession(credentials, datetime.now(UTC))
 
 
-def _without_active(existing: bytes | None) -> bytes | None | object:
-    """The file without its active session: the most recently used other one (if any) takes its
-    place; nothing at all left of ours or anyone's removes the file. ``_KEEP`` when none was stored."""
+def _without_active(existing: bytes | None, promote: bool) -> bytes | None | object:
+    """The file without its active session (with ``promote``, the most recently used other one takes
+    its place); nothing at all left of ours or anyone's removes the file. ``_KEEP`` when none was stored."""
     if existing is None:
         return _KEEP
     active = _active_or_none(existing)
     if active is None and not _broken_active(existing):
         return _KEEP  # no session here; whatever else the file holds is not ours
     others = credentials_format.parse_others(existing)
-    successor = next((o for o in others if o.credentials is not None), None)
+    successor = next((o for o in others if o.credentials is not None), None) if promote else None
     if successor is not None and successor.credentials is not None:
         return credentials_format.render(successor.credentials, existing, [o for o in others if o is not successor])
     return credentials_format.without_session(existing)

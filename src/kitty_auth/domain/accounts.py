@@ -107,8 +107,8 @@ def switch_target(sessions: Sequence[StoredSession], server_url: str | None,
     if not sessions:
         raise NotAuthenticatedError()
     others = [s for s in sessions if not s.active]
-    if len(sessions) == 2 and len(others) == 1:
-        return others[0]
+    if len(others) == 1:
+        return others[0]  # two sessions: the other one (or the only one, when none is active)
     if not others:
         return sessions[0]  # only one session: it is already the active one
     raise AmbiguousSessionError(others, f"{len(sessions)} sessions are stored")

@@ -66,9 +66,10 @@ class CredentialRepository(Protocol):
         replaced."""
         ...
 
-    def clear(self) -> bool:
-        """Remove the active session (the most recently used other one becomes active); True when
-        something was removed."""
+    def clear(self, promote: bool = False) -> bool:
+        """Remove the active session; True when something was removed. ``promote``: the most
+        recently used other session becomes the active one (`auth logout`); otherwise none is
+        active until the user chooses (a rejected session, the library, the 2.x host)."""
         ...
 
     def sessions(self) -> list[StoredSession]:

@@ -147,9 +147,10 @@ class Logout:
 
     def __init__(self, repo: CredentialRepository, revoker: SessionRevoker | None = None,
                  revoke_deadline: float = 5.0, *, budget: float | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, promote: bool = False) -> None:
         self._repo, self._revoker, self._deadline = repo, revoker, revoke_deadline
         self._budget, self._monotonic = budget, monotonic
+        self._promote = promote  # `auth logout`: the most recently used other session becomes active
         self._started: float | None = None
 
     def execute(self) -> bool:
@@ -167,7 +168,7 @@ class Logout:
                     # remove from our folder: either way there is nothing to revoke. A symlink is
                     # refused by clear() itself.
                     session = None
-                removed = self._repo.clear()
+                removed = self._repo.clear(promote=self._promote)
                 now_active = _load_or_none(self._repo) if removed else None
         except CredentialsLockTimeoutError as exc:
             log.info("logout: the credentials lock stayed busy; nothing removed")

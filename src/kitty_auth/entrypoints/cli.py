@@ -458,6 +458,7 @@ def status(ctx: click.Context, as_json: bool, all_: bool) -> None:
                        f"`{_auth_command()} login` replaces it.")
         else:
             click.echo(f"Not logged in. Run `{_auth_command()} login`.")
+            _mention_others(container)
         return report.authenticated
 
     def still_print_json() -> None:  # scripts get their object even when the file cannot be used
@@ -504,7 +505,7 @@ def _status_all(container: Container, as_json: bool) -> bool:
 
 def _mention_others(container: Container) -> None:
     """After the active session's status: how many others are stored (one line, only if any)."""
-    others = len(container.list_sessions().execute()) - 1
+    others = sum(1 for stored, _ in container.list_sessions().execute() if not stored.active)
     if others > 0:
         click.echo(f"\n{others} other stored session{'s' if others != 1 else ''}: "
                    f"`{_auth_command()} status --all` lists them, `{_auth_command()} switch` changes the active one.")
