@@ -61,7 +61,7 @@ def test_the_finder_keeps_refusing_when_pydantic_settings_is_absent() -> None:
 
 def test_loading_the_container_imports_no_pydantic_and_leaves_no_finder_behind() -> None:
     code = (
-        "import sys, kitty_auth.container\n"
+        "import sys, kitty_auth.container.di\n"
         "print('pydantic' in sys.modules, any(type(f).__name__ == 'SkipPydanticForDI' for f in sys.meta_path))\n"
     )
     assert _python(code) == "False False"
@@ -74,7 +74,7 @@ def test_without_the_hook_dependency_injector_would_import_pydantic() -> None:
 
 def test_pydantic_imports_normally_after_the_container() -> None:
     code = (
-        "import sys, kitty_auth.container\n"
+        "import sys, kitty_auth.container.di\n"
         "assert 'pydantic' not in sys.modules\n"
         "import pydantic\n"
         "from kitty_auth.adapters.simplejwt_gateway import HttpxTokenGateway\n"
@@ -89,7 +89,7 @@ def test_dependency_injector_keeps_pydantic_settings_support_when_installed(tmp_
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("from pydantic import BaseModel as BaseSettings\n")
     code = (
-        "import sys, kitty_auth.container\n"
+        "import sys, kitty_auth.container.di\n"
         "from dependency_injector import providers\n"
         "import pydantic_settings\n"
         "class S(pydantic_settings.BaseSettings):\n"

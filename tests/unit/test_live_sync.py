@@ -464,11 +464,6 @@ async def test_close_wakes_a_waiting_receiver() -> None:
 
 
 @dataclass
-class StubCredentials:
-    server_url: str
-
-
-@dataclass
 class StubWsToken:
     ws_token: str
 
@@ -480,8 +475,8 @@ class StubAuthClient:
         self.server_url = server_url
         self.issued: list[str] = []
 
-    def credentials(self) -> StubCredentials:
-        return StubCredentials(self.server_url)
+    def token_server_url(self) -> str:
+        return self.server_url
 
     def obtain_ws_token(self) -> StubWsToken:
         self.issued.append(f"facade-ws-{len(self.issued) + 1}")

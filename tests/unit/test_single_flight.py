@@ -13,6 +13,7 @@ import pytest
 
 from kitty_auth.domain.errors import CredentialsLockTimeoutError, NetworkError, SessionExpiredError
 from kitty_auth.domain.model import Credentials, ExpiryPolicy, TokenPair
+from kitty_auth.domain.token_source import TokenSource
 from kitty_auth.domain.use_cases import EnsureFreshToken, Login, ObtainWsToken
 from kitty_auth.testing import FakeClock, FakeTokenGateway, InMemoryCredentialRepository
 
@@ -161,7 +162,7 @@ class TestRejectedAccess:
             return original(url, access)
 
         gateway.ws_token = rejected_once_after_a_rotation
-        assert ObtainWsToken(ensure(repo, gateway, clock), gateway).execute().ws_token
+        assert ObtainWsToken(TokenSource(ensure(repo, gateway, clock), repo), gateway).execute().ws_token
         assert gateway.calls.count("refresh") == 1  # the other process's only
         assert repo.credentials == winner[0]
 

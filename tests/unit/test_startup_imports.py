@@ -1,11 +1,12 @@
-"""`auth status` stays cheap: it never imports the network stack, the TOML writer or the lock library.
+"""`auth status` and `auth token` stay cheap: no network stack, TOML writer, lock library or dependency-injector.
 
 Each case runs the real entry point (`python -m kitty_auth auth status ...`) in a fresh interpreter
 with a temporary SPEC_KITTY_HOME and records ``sys.modules`` when the process exits. No timing is
 asserted here; `bench/startup.py` measures the time.
 
-`ssl` is not in the list: dependency-injector imports asyncio, and asyncio imports ssl, so it
-cannot be avoided while the CLI uses the container.
+The offline commands build their parts without dependency-injector (kitty_auth/container/offline.py),
+so they import neither it nor asyncio nor ssl (``OFFLINE_CLI``); the library's `get_access_token`
+uses the full container, which imports all three.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ FORBIDDEN_MODULES = {
     "kitty_auth.adapters.oauth_revocation", "kitty_auth.entrypoints.oauth_login", "webbrowser", "http.server",
 }
 
+# The offline commands of the CLI (status, and token with a fresh token) import no container machinery either.
+OFFLINE_CLI = {"dependency_injector", "asyncio", "ssl", "kitty_auth.container.di"}
+
 # Runs `python -m kitty_auth auth <args>` exactly as the shell would (runpy, standalone Click,
 # sys.exit), and writes the names in sys.modules to argv[1] at exit, whatever the exit code.
 RUNNER = """
@@ -73,17 +77,20 @@ def _logged_in(home: Path) -> None:
     kitty_auth.CredentialStore(home / "credentials").save(credentials)
 
 
-def _status_modules(tmp_path: Path, *args: str) -> tuple[int, set[str], str]:
+def _status_modules(tmp_path: Path, *args: str, command: str = "status", **env: str) -> tuple[int, set[str], str]:
     out = tmp_path / "modules.json"
-    env = _env(SPEC_KITTY_HOME=str(tmp_path / "home"))
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(out), "status", *args], env=env,
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(out), command, *args],
+                          env=_env(SPEC_KITTY_HOME=str(tmp_path / "home"), **env),
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     modules = set(json.loads(out.read_text()))
     return proc.returncode, modules, proc.stdout + proc.stderr
 
 
-def _unwanted(modules: set[str]) -> list[str]:
-    return sorted(m for m in modules if m.split(".")[0] in FORBIDDEN or m in FORBIDDEN_MODULES)
+def _unwanted(modules: set[str], *, offline_cli: bool = True) -> list[str]:
+    """The forbidden modules in ``modules``; ``offline_cli``: with the container machinery too."""
+    top = FORBIDDEN | (OFFLINE_CLI if offline_cli else set())
+    return sorted(m for m in modules if m.split(".")[0] in top or m in FORBIDDEN_MODULES
+                  or (offline_cli and m in OFFLINE_CLI))
 
 
 @pytest.mark.parametrize("args", [(), ("--json",)], ids=["text", "json"])
@@ -92,7 +99,18 @@ def test_status_logged_in_imports_nothing_it_does_not_use(tmp_path: Path, args: 
     code, modules, output = _status_modules(tmp_path, *args)
     assert code == 0, output
     assert "user@example.com" in output
-    assert "click" in modules and "kitty_auth.container" in modules  # the real path ran
+    assert "click" in modules and "kitty_auth.container.offline" in modules  # the real path ran
+    assert _unwanted(modules) == []
+
+
+@pytest.mark.parametrize("variable", [False, True], ids=["stored-session", "SPEC_KITTY_SAAS_TOKEN"])
+def test_token_with_a_fresh_token_imports_nothing_it_does_not_use(tmp_path: Path, variable: bool) -> None:
+    _logged_in(tmp_path / "home")
+    env = {"SPEC_KITTY_SAAS_TOKEN": "a-token-from-the-environment"} if variable else {}
+    code, modules, output = _status_modules(tmp_path, command="token", **env)
+    assert code == 0, output
+    assert output.count("\n") == 1 and (not variable or output == "a-token-from-the-environment\n")
+    assert "kitty_auth.container.offline" in modules and "kitty_auth.domain.token_source" in modules
     assert _unwanted(modules) == []
 
 
@@ -124,8 +142,8 @@ def test_get_access_token_on_a_fresh_token_imports_no_network_stack(tmp_path: Pa
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     modules = set(json.loads(proc.stdout))
-    assert "kitty_auth.container" in modules
-    assert [m for m in _unwanted(modules) if m != "kitty_auth.entrypoints.library"] == []
+    assert "kitty_auth.container.di" in modules
+    assert [m for m in _unwanted(modules, offline_cli=False) if m != "kitty_auth.entrypoints.library"] == []
 
 
 def test_importing_the_package_is_light() -> None:
@@ -152,7 +170,7 @@ def test_the_package_namespace_is_its_public_api() -> None:
 
 def test_the_check_can_fail() -> None:
     """The helper really flags a forbidden import (guards against a check that is always empty)."""
-    assert _unwanted({"click", "httpx._client", "importlib.metadata", "kitty_auth.domain.model"}) == [
-        "httpx._client",
-        "importlib.metadata",
-    ]
+    modules = {"click", "httpx._client", "importlib.metadata", "kitty_auth.domain.model", "asyncio.events",
+               "kitty_auth.container.di"}
+    assert _unwanted(modules) == ["asyncio.events", "httpx._client", "importlib.metadata", "kitty_auth.container.di"]
+    assert _unwanted(modules, offline_cli=False) == ["httpx._client", "importlib.metadata"]

@@ -21,6 +21,7 @@ from kitty_auth.domain.errors import (
     UnexpectedStatusError,
 )
 from kitty_auth.domain.model import Credentials, ExpiryPolicy, TokenPair
+from kitty_auth.domain.token_source import TokenSource
 from kitty_auth.domain.use_cases import EnsureFreshToken, Login, Logout, ObtainWsToken, Status, StoredLogin
 from kitty_auth.entrypoints.library import AuthClient
 from kitty_auth.container import build_container
@@ -339,14 +340,14 @@ class TestClockSkew:
 class TestObtainWsToken:
     def test_ws_token_with_the_stored_access_token(self, repo, gateway, clock):
         logged_in(repo, gateway, clock)
-        token = ObtainWsToken(ensure(repo, gateway, clock), gateway).execute()
+        token = ObtainWsToken(TokenSource(ensure(repo, gateway, clock), repo), gateway).execute()
         assert token.expires_in == 900 and token.ws_token
         assert gateway.calls.count("refresh") == 0
 
     def test_401_gets_one_refresh_and_one_retry(self, repo, gateway, clock):
         old = logged_in(repo, gateway, clock)
         gateway.revoke_access()
-        token = ObtainWsToken(ensure(repo, gateway, clock), gateway).execute()
+        token = ObtainWsToken(TokenSource(ensure(repo, gateway, clock), repo), gateway).execute()
         assert token.ws_token
         assert gateway.calls.count("refresh") == 1 and gateway.calls.count("ws_token") == 2
         assert repo.credentials.tokens.access != old.tokens.access
@@ -355,13 +356,13 @@ class TestObtainWsToken:
         logged_in(repo, gateway, clock)
         gateway.fail_next("ws_token", TokenRejectedError(), times=2)
         with pytest.raises(SessionExpiredError):
-            ObtainWsToken(ensure(repo, gateway, clock), gateway).execute()
+            ObtainWsToken(TokenSource(ensure(repo, gateway, clock), repo), gateway).execute()
         assert gateway.calls.count("refresh") == 1
         assert repo.credentials is None
 
     def test_repr_never_shows_token_values(self, repo, gateway, clock):
         creds = logged_in(repo, gateway, clock)
-        ws = ObtainWsToken(ensure(repo, gateway, clock), gateway).execute()
+        ws = ObtainWsToken(TokenSource(ensure(repo, gateway, clock), repo), gateway).execute()
         text = repr(creds) + repr(ws) + str(creds) + repr(creds.tokens)
         for secret in (creds.tokens.access, creds.tokens.refresh, ws.ws_token):
             assert secret not in text

@@ -7,6 +7,11 @@ stored server by its caller). The config file is read with the standard library'
 when the environment names no server. A config file that cannot be read never stops a command
 that does not need it (status, logout): the problem is kept in ``Settings.config_error`` and
 raised only when the URL is asked for.
+
+`$SPEC_KITTY_SAAS_TOKEN` (an access token from the environment, which wins over the stored
+sessions: ``domain/token_source.py``) is read here too, stripped, and checked only when it is
+asked for (``Settings.environment_token``): a value no HTTP header can carry is one error naming
+the variable, never a crash of a command that does not send it, and never its value.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from kitty_auth.domain.errors import AuthError
+from kitty_auth.adapters.token_syntax import is_token
+from kitty_auth.domain.errors import AuthError, InvalidEnvironmentTokenError
 from kitty_auth.domain.model import DEFAULT_SERVER_URL, normalize_server_url
+from kitty_auth.domain.token_source import EnvironmentToken
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 ENV_SERVER_URL = "SPEC_KITTY_SAAS_URL"
 ENV_LOG_LEVEL = "SPEC_KITTY_LOG_LEVEL"
+ENV_TOKEN = "SPEC_KITTY_SAAS_TOKEN"  # spec-kitty's own SaaS client reads this variable too
 
 
 class ConfigFileError(AuthError):
@@ -49,7 +57,7 @@ class Settings:
     """
 
     __slots__ = ("home", "log_level", "log_level_explicit", "server_url_source", "config_error", "warnings",
-                 "_configured")
+                 "_configured", "_environment_token")
 
     def __init__(
         self,
@@ -61,8 +69,10 @@ class Settings:
         config_error: ConfigFileError | None = None,
         log_level_explicit: bool = False,
         warnings: tuple[str, ...] = (),
+        environment_token: str | None = None,
     ) -> None:
         self.home = Path(home)
+        self._environment_token = environment_token.strip() if environment_token else None
         self._configured = server_url
         self.log_level = log_level
         self.log_level_explicit = log_level_explicit
@@ -81,6 +91,23 @@ class Settings:
         return self.configured_server_url or DEFAULT_SERVER_URL
 
     @property
+    def environment_token_variable(self) -> str | None:
+        """``SPEC_KITTY_SAAS_TOKEN`` when it is set and not blank (valid or not), for messages; else None."""
+        return ENV_TOKEN if self._environment_token else None
+
+    @property
+    def environment_token(self) -> EnvironmentToken | None:
+        """The access token of ``SPEC_KITTY_SAAS_TOKEN``, None when unset or blank.
+
+        InvalidEnvironmentTokenError when no HTTP header could carry it (``token_syntax``).
+        """
+        if not self._environment_token:
+            return None
+        if not is_token(self._environment_token):
+            raise InvalidEnvironmentTokenError(ENV_TOKEN)
+        return EnvironmentToken(self._environment_token, ENV_TOKEN)
+
+    @property
     def credentials_path(self) -> Path:
         return self.home / "credentials"
 
@@ -89,8 +116,9 @@ class Settings:
         return self.home / "config.toml"
 
     def __repr__(self) -> str:
+        token = f", {ENV_TOKEN}=<set>" if self._environment_token else ""  # never its value
         return (f"Settings(home={str(self.home)!r}, server_url={self._configured!r}, "
-                f"source={self.server_url_source!r}, log_level={self.log_level!r})")
+                f"source={self.server_url_source!r}, log_level={self.log_level!r}{token})")
 
 
 def choose_login_server(
@@ -170,7 +198,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, home: Path | str | No
             config_error = exc
         source = f"[sync] server_url in {config_path}" if url is not None else None
     return Settings(home_path, url, level, server_url_source=source, config_error=config_error,
-                    log_level_explicit=bool(raw_level) and not warnings, warnings=tuple(warnings))
+                    log_level_explicit=bool(raw_level) and not warnings, warnings=tuple(warnings),
+                    environment_token=env.get(ENV_TOKEN))
 
 
 _HANDLER_MARK = "_kitty_auth"

@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 import sys
 import threading
@@ -600,6 +599,8 @@ class TomlCredentialRepository:
         """Replace ``target`` (the credentials file) with ``data``; ``unchanged`` False: _Changed."""
         target = target or self._path
         directory = self._path.parent
+        import secrets  # (hashlib, hmac, random): only a writer needs it, not `status` or a fresh `auth token`
+
         tmp = directory / f"{_tmp_prefix(self._path)}{secrets.token_hex(8)}"
         fd: int | None = None
         try:

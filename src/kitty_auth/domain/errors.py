@@ -3,9 +3,11 @@
 AuthError
  +-- NotAuthenticatedError           no usable session is stored
  +-- SessionExpiredError             the refresh token was rejected or has expired
+ |    +-- EnvironmentTokenRejectedError  401 for the token of SPEC_KITTY_SAAS_TOKEN (never refreshed)
  +-- InvalidCredentialsError         the server refused the username or password (401 on login)
  +-- InvalidServerUrlError           the server URL is not an https:// URL we can use
  +-- InvalidInputError               a value the user typed cannot be used (e.g. empty username)
+ |    +-- InvalidEnvironmentTokenError  SPEC_KITTY_SAAS_TOKEN holds what no HTTP header may carry
  +-- ServerError                     the server could not be used for this request
  |    +-- TransientServerError       worth retrying later; a still-valid token stays usable
  |    |    +-- NetworkError          connect error, timeout, DNS
@@ -49,6 +51,19 @@ class SessionExpiredError(AuthError):
     message = "Session expired. Please log in again."
 
 
+class EnvironmentTokenRejectedError(SessionExpiredError):
+    """The server answered 401 to the access token of an environment variable (SPEC_KITTY_SAAS_TOKEN).
+
+    That token has no refresh token and is not ours to change: no refresh is tried and no stored
+    session is touched. ``variable`` is the variable's name (its value is never shown).
+    """
+
+    def __init__(self, variable: str) -> None:
+        self.variable = variable
+        super().__init__(f"The server refused the token in {variable} (HTTP 401): it is never refreshed; "
+                         f"set {variable} to a valid token, or unset it to use the stored session.")
+
+
 class InvalidCredentialsError(AuthError):
     message = "Invalid username or password."
 
@@ -59,6 +74,16 @@ class InvalidServerUrlError(AuthError):
 
 class InvalidInputError(AuthError):
     """A value typed by the user cannot be used."""
+
+
+class InvalidEnvironmentTokenError(InvalidInputError):
+    """An environment variable meant to hold an access token (SPEC_KITTY_SAAS_TOKEN) cannot be sent as one."""
+
+    def __init__(self, variable: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable} cannot be used as an access token: an HTTP header cannot carry it (it must be "
+                         f"the token alone: printable ASCII, no spaces or control characters, at most 16 KiB); "
+                         f"fix or unset {variable}.")
 
 
 class ServerError(AuthError):

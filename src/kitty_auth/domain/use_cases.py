@@ -1,4 +1,7 @@
-"""The use cases: Login, Logout, Status, EnsureFreshToken and ObtainWsToken, over the ports only."""
+"""The use cases: Login, Logout, Status, EnsureFreshToken and ObtainWsToken, over the ports only.
+
+Where a request's access token comes from (the environment or a stored session) is ``token_source``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from kitty_auth.domain.accounts import StoredSession, choose, is_account, switch_target
 from kitty_auth.domain.errors import (
@@ -42,6 +45,9 @@ from kitty_auth.domain.revocation import (
     RevokeOutcome,
     SessionRevoker,
 )
+
+if TYPE_CHECKING:
+    from kitty_auth.domain.token_source import TokenSource
 
 log = logging.getLogger("kitty_auth")
 
@@ -195,6 +201,8 @@ class Logout:
         """Revoke several removed sessions at once, each within what is left of the budget."""
         if len(removed) <= 1:
             return [self.revoke(local, skip=skip) for local in removed]
+        from concurrent.futures import ThreadPoolExecutor  # (queue, heapq): `logout --all` only, not every start-up
+
         with ThreadPoolExecutor(max_workers=min(8, len(removed)), thread_name_prefix="kitty-auth-revoke") as pool:
             return list(pool.map(lambda local: self.revoke(local, skip=skip), removed))
 
@@ -351,6 +359,11 @@ class EnsureFreshToken:
         """Refresh now, whatever the stored token's age (library ``refresh_tokens()``)."""
         return self._under_lock(reuse=None, keep_on_failure=None)
 
+    def for_account(self, server_url: str, username: str) -> EnsureFreshToken:
+        """The same use case over one stored account, active or not (`auth token --user NAME`): a
+        refresh is stored where that account is, and never makes it the active one."""
+        return EnsureFreshToken(self._repo.for_account(server_url, username), self._gateway, self._clock, self._policy)
+
     def refresh_with(self, refresh_token: str) -> Credentials:
         """Refresh with an explicit refresh token (library ``refresh_tokens(token)``)."""
         with self._repo.lock():
@@ -457,21 +470,26 @@ class EnsureFreshToken:
 
 
 class ObtainWsToken:
-    """A ws token for the issuing server; a 401 gets one refresh and one retry."""
+    """A ws token for the server the access token is for; a 401 gets one refresh and one retry.
 
-    def __init__(self, ensure_fresh: EnsureFreshToken, gateway: TokenGateway) -> None:
-        self._ensure, self._gateway = ensure_fresh, gateway
+    The access token comes from ``tokens`` (a ``TokenSource``): the environment's when
+    SPEC_KITTY_SAAS_TOKEN is set (never refreshed: its 401 is an error naming the variable),
+    else the active session's.
+    """
+
+    def __init__(self, tokens: TokenSource, gateway: TokenGateway) -> None:
+        self._tokens, self._gateway = tokens, gateway
 
     def execute(self, access_token: str | None = None) -> WsToken:
-        creds = self._ensure.execute()
-        access = access_token or creds.tokens.access
+        bearer = self._tokens.current()
+        if access_token:
+            bearer = replace(bearer, access=access_token)
         try:
-            return self._gateway.ws_token(creds.server_url, access)
+            return self._gateway.ws_token(bearer.server_url, bearer.access)
         except TokenRejectedError:
-            log.info("ws-token answered 401; refreshing once and retrying")
-        creds = self._ensure.after_rejection(access)
+            log.info("ws-token answered 401")
+        bearer = self._tokens.after_rejection(bearer)  # one refresh (never for the environment's token)
         try:
-            return self._gateway.ws_token(creds.server_url, creds.tokens.access)
+            return self._gateway.ws_token(bearer.server_url, bearer.access)
         except TokenRejectedError:
-            self._ensure.forget_if_unchanged(creds)
-            raise SessionExpiredError() from None
+            self._tokens.rejected_again(bearer)

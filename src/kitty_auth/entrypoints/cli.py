@@ -23,12 +23,12 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import click
 
-from kitty_auth.container import Container, build_container, configure_logging, is_container, login_server
+from kitty_auth.container import OfflineContainer, configure_logging, is_container, login_server
 from kitty_auth.domain.errors import AuthError, InvalidInputError
 from kitty_auth.domain.model import (
     Credentials,
@@ -37,6 +37,9 @@ from kitty_auth.domain.model import (
     format_instant,
 )
 from kitty_auth.domain.use_cases import check_password, check_username
+
+if TYPE_CHECKING:
+    from kitty_auth.container import Container
 
 T = TypeVar("T")
 log = logging.getLogger("kitty_auth.cli")
@@ -125,19 +128,29 @@ def _run(action: Callable[[], T], *, on_error: Callable[[], None] | None = None)
         _fail(f"Unexpected internal error ({type(exc).__name__}); rerun with SPEC_KITTY_LOG_LEVEL=DEBUG for details.")
 
 
-def _container(ctx: click.Context) -> Container:
-    """One container per invocation, shared by the group's commands (a host or a test may pass its own)."""
+def _offline(ctx: click.Context) -> OfflineContainer | Container:
+    """The container of the commands that read the file (status, whoami, switch, token): one per invocation.
+
+    Built without dependency-injector (``OfflineContainer``), which `_container` adds when a
+    command needs it; a host CLI or a test may pass its own container (``obj=container``).
+    """
     root = ctx.find_root()
     if is_container(root.obj):  # a host CLI or a test passed its own (obj=container)
         return root.obj  # type: ignore[no-any-return]
     if _CONTAINER_KEY not in root.meta:
-        container = build_container()
+        container = OfflineContainer()
         settings = container.settings()
         configure_logging(settings, owns_process=_owns_process)
         for warning in settings.warnings:
             _warn(warning)
         root.meta[_CONTAINER_KEY] = container
     return root.meta[_CONTAINER_KEY]  # type: ignore[no-any-return]
+
+
+def _container(ctx: click.Context) -> Container:
+    """The full container, one per invocation, shared by the group's commands (see `_offline`)."""
+    container = _offline(ctx)
+    return container.full() if isinstance(container, OfflineContainer) else container
 
 
 def _warn_unreadable_config(container: Container) -> None:
@@ -262,6 +275,7 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
 
     def run() -> None:
         container = _container(ctx)
+        _note_environment_token(container, "login")
         target = _login_target(container, server)
         use_case = container.login()
         # Reading the stored session also proves the credentials path is usable (no symlink,
@@ -311,6 +325,7 @@ def logout(ctx: click.Context, local: bool, all_: bool) -> None:
     def run() -> None:
         container = _container(ctx)
         _warn_unreadable_config(container)
+        _note_environment_token(container, "logout")
         use_case = container.logout_command()
         if all_:
             _logout_all(use_case, local)
@@ -369,6 +384,7 @@ def _status_object(report: StatusReport) -> dict[str, object]:
         return {
             "authenticated": False, "username": None, "server_url": None, "access_expires_at": None,
             "refresh_expires_at": None, "login_method": None, "team_slug": None, "session_id": None,
+            "token_source": None,
         }  # fmt: skip
     refresh_at = creds.tokens.refresh_expires_at
     return {
@@ -380,6 +396,7 @@ def _status_object(report: StatusReport) -> dict[str, object]:
         "login_method": creds.login_method.value,
         "team_slug": creds.team_slug,
         "session_id": creds.session_id,
+        "token_source": "credentials_file",  # or SPEC_KITTY_SAAS_TOKEN's name: _status_from_environment
     }
 
 
@@ -440,14 +457,21 @@ def status(ctx: click.Context, as_json: bool, all_: bool) -> None:
     """Show the stored session (offline). Exit 0 when logged in, 1 when not.
 
     With --all, every stored session, the active one first; exit 0 when any of them is logged in.
+    With SPEC_KITTY_SAAS_TOKEN set, says that its token is used (exit 0).
     """
 
     def run() -> bool:
-        container = _container(ctx)
+        container = _offline(ctx)
         _warn_unreadable_config(container)
+        environment = _token_from_environment(container)
         if all_:
+            if environment is not None and not as_json:
+                click.echo(_environment_line(*environment) + "\n")
             return _status_all(container, as_json)
         report = container.status().execute()
+        if environment is not None:
+            _status_from_environment(container, report, *environment, as_json=as_json)
+            return True
         if as_json:
             click.echo(_status_json(report))
         elif report.credentials is not None:
@@ -467,6 +491,45 @@ def status(ctx: click.Context, as_json: bool, all_: bool) -> None:
 
     authenticated = _run(run, on_error=still_print_json)
     ctx.exit(0 if authenticated else 1)
+
+
+def _token_from_environment(container: OfflineContainer | Container) -> tuple[str, str] | None:
+    """(the variable, its server) when SPEC_KITTY_SAAS_TOKEN is set: its token wins over the stored sessions."""
+    source = container.token_source()  # a value no header can carry: InvalidEnvironmentTokenError
+    if source.environment is None:
+        return None
+    return source.environment.variable, source.environment_server()
+
+
+def _environment_line(variable: str, server_url: str) -> str:
+    return (f"Using the access token in {variable} for {server_url} (from the environment: "
+            "it wins over stored sessions and is never stored or refreshed).")
+
+
+def _status_from_environment(container: OfflineContainer | Container, report: StatusReport, variable: str,
+                             server_url: str, *, as_json: bool) -> None:
+    """`status` while SPEC_KITTY_SAAS_TOKEN is set: where the token comes from (its name, never its value),
+    then the stored session, which is not used meanwhile."""
+    if as_json:
+        click.echo(json.dumps({**_status_object(StatusReport(authenticated=False)), "authenticated": True,
+                               "server_url": server_url, "token_source": variable}))
+        return
+    click.echo(_environment_line(variable, server_url))
+    if report.credentials is not None:
+        click.echo(f"\nThe stored session, not used while {variable} is set:")
+        click.echo(_status_text(report.credentials, container.clock().now(), report.authenticated))
+
+
+def _note_environment_token(container: OfflineContainer | Container, what: str) -> None:
+    """login/logout: one line on stderr when SPEC_KITTY_SAAS_TOKEN is set, saying what it means for ``what``."""
+    variable = container.settings().environment_token_variable
+    if variable is None:
+        return
+    if what == "login":
+        _warn(f"{variable} is set: spec-kitty programs use its token, not the session this login stores, "
+              f"until {variable} is unset.")
+    else:
+        _warn(f"{variable} is set: spec-kitty programs still get an access token from it after this logout.")
 
 
 def _status_all(container: Container, as_json: bool) -> bool:
@@ -518,10 +581,11 @@ def _relative_past(when: datetime, now: datetime) -> str:
 
 def _register_more_commands() -> None:
     """The commands kept in modules of their own (each imports only click and our domain)."""
-    from kitty_auth.entrypoints import cli_accounts
+    from kitty_auth.entrypoints import cli_accounts, cli_token
 
     auth.add_command(cli_accounts.switch)
     auth.add_command(cli_accounts.whoami)
+    auth.add_command(cli_token.token)
 
 
 _register_more_commands()

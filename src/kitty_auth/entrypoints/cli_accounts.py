@@ -24,7 +24,7 @@ def switch(ctx: click.Context, server: str | None, user: str | None) -> None:
     """
 
     def run() -> None:
-        container = cli._container(ctx)
+        container = cli._offline(ctx)
         try:
             creds, changed = container.switch().execute(server, user)
         except AmbiguousSessionError as exc:
@@ -43,8 +43,13 @@ def whoami(ctx: click.Context) -> None:
     """Print the active session's user, team and server on one line (offline). Exit 1 when logged out."""
 
     def run() -> bool:
-        container = cli._container(ctx)
+        container = cli._offline(ctx)
         cli._warn_unreadable_config(container)
+        environment = cli._token_from_environment(container)
+        if environment is not None:  # the user behind that token is not known offline
+            variable, server_url = environment
+            click.echo(f"token from {variable} at {server_url}")
+            return True
         report = container.status().execute()
         creds = report.credentials
         if creds is None:

@@ -4,7 +4,9 @@
         http.get("https://spec-kitty-dev.fly.dev/api/v1/...")
 
 Sync and async clients both work. The token is only ever added to requests for the server that
-issued it (same scheme, host and port); other requests go out without it. A 401 gets one
+issued it (same scheme, host and port); other requests go out without it. With SPEC_KITTY_SAAS_TOKEN
+set, its token is used instead, for the server a login would target; a 401 then raises
+EnvironmentTokenRejectedError (no refresh). A 401 gets one
 refresh through ``EnsureFreshToken.after_rejection`` (single-flight across threads and
 processes: whoever waited on the lock uses the token the winner stored) and one retry; a second
 401 is returned to the caller as is. Blocking work (file lock, refresh request) runs in a worker
@@ -20,7 +22,7 @@ from typing import Any
 import httpx
 
 from kitty_auth.container import Container, build_container, load_settings
-from kitty_auth.domain.model import Credentials
+from kitty_auth.domain.token_source import BearerToken
 
 __all__ = ["BearerAuth"]
 
@@ -50,23 +52,23 @@ class BearerAuth(httpx.Auth):
             container = build_container(load_settings(home=home) if home is not None else None)
         self._container = container
 
-    def _fresh(self) -> Credentials:
-        return self._container.ensure_fresh_token().execute()
+    def _fresh(self) -> BearerToken:
+        return self._container.token_source().current()
 
-    def _replacing(self, rejected_access: str) -> Callable[[], Credentials]:
-        return lambda: self._container.ensure_fresh_token().after_rejection(rejected_access)
+    def _replacing(self, rejected: BearerToken) -> Callable[[], BearerToken]:
+        return lambda: self._container.token_source().after_rejection(rejected)
 
     def _flow(self, request: httpx.Request) -> Generator[_Step, Any, None]:
-        session: Credentials = yield ("call", self._fresh)
-        if _origin(request.url) != _origin(session.server_url):
+        bearer: BearerToken = yield ("call", self._fresh)
+        if _origin(request.url) != _origin(bearer.server_url):
             yield ("send", request)  # not the issuing server: it never sees our token
             return
-        request.headers["Authorization"] = f"Bearer {session.tokens.access}"
+        request.headers["Authorization"] = f"Bearer {bearer.access}"
         response: httpx.Response = yield ("send", request)
         if response.status_code != 401:
             return
-        session = yield ("call", self._replacing(session.tokens.access))
-        request.headers["Authorization"] = f"Bearer {session.tokens.access}"
+        bearer = yield ("call", self._replacing(bearer))  # SPEC_KITTY_SAAS_TOKEN's: an error, no refresh
+        request.headers["Authorization"] = f"Bearer {bearer.access}"
         yield ("send", request)
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:

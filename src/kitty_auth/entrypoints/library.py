@@ -43,16 +43,29 @@ class AuthClient:
         return use_case.refresh_with(refresh_token)
 
     def obtain_ws_token(self, access_token: str | None = None) -> WsToken:
-        """A short-lived WebSocket token; a 401 gets one refresh and one retry."""
+        """A short-lived WebSocket token; a 401 gets one refresh and one retry (none for SPEC_KITTY_SAAS_TOKEN's)."""
         return self._container.obtain_ws_token().execute(access_token)
 
     def is_authenticated(self) -> bool:
-        """True while a stored refresh token has not expired. No network."""
+        """True while a stored refresh token has not expired, or SPEC_KITTY_SAAS_TOKEN is set. No network."""
+        if self._container.token_source().environment is not None:
+            return True
         return self._container.status().execute().authenticated
 
     def get_access_token(self) -> str:
-        """A valid access token, refreshed first when needed (at most one refresh machine-wide)."""
-        return self._container.ensure_fresh_token().execute().tokens.access
+        """A valid access token, refreshed first when needed (at most one refresh machine-wide).
+
+        SPEC_KITTY_SAAS_TOKEN's token when that variable is set (never refreshed).
+        """
+        return self._container.token_source().access_token()
+
+    def token_server_url(self) -> str:
+        """The server the access token goes to, and no other: the stored session's, or with
+        SPEC_KITTY_SAAS_TOKEN set, the one a login would target. No network."""
+        source = self._container.token_source()
+        if source.environment is not None:
+            return source.environment_server()
+        return self.credentials().server_url
 
     def credentials(self) -> Credentials:
         current = self._container.status().execute().credentials

@@ -146,7 +146,9 @@ class CredentialStore:
         if self._built is None or self._built[0] != key:
             if self._built is not None:
                 close_network(self._built[1])
-            container = build_container(credentials_path=key[0], lock_path=key[1])
+            # SPEC_KITTY_SAAS_TOKEN is not honoured: spec-kitty 2.1.3 never read it (README, "Using kitty-auth
+            # inside spec-kitty"), and its commands judge the session by the file (is_authenticated, load).
+            container = build_container(credentials_path=key[0], lock_path=key[1], environment=False)
             if self._configure is not None:
                 self._configure(container)
             self._built = (key, container)

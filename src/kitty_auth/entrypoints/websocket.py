@@ -156,7 +156,7 @@ class WebSocketClient:
 
     def _ticket_sync(self) -> LiveTicket:
         """A ws token and the events URL of the server that issued it (the stored one)."""
-        server_url = self._auth.credentials().server_url
+        server_url = self._auth.token_server_url()  # SPEC_KITTY_SAAS_TOKEN's server when it is set
         if self._server_url is None:
             self._server_url = server_url
         elif not same_server(server_url, self._server_url):
@@ -166,7 +166,7 @@ class WebSocketClient:
             )
         url = events_url(server_url)  # https only, checked before any traffic
         ws_token = self._auth.obtain_ws_token().ws_token
-        if not same_server(self._auth.credentials().server_url, server_url):
+        if not same_server(self._auth.token_server_url(), server_url):
             raise WebSocketError(
                 "The stored session now belongs to another server; open a new live-sync connection."
             )

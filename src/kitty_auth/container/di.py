@@ -1,6 +1,7 @@
-"""The composition root: the one place that names adapters and wires them to the use cases.
+"""The composition root's dependency-injector container: every adapter wired to every use case.
 
-Providers are lazy: `auth status` builds only the settings, the clock and the repository, and
+The offline commands build their few parts without it (``offline.py``); everything else, and
+they too once a request is needed, uses this one. Providers are lazy: `auth status` builds only the settings, the clock and the repository, and
 the network adapters (httpx, truststore, websockets) are imported only when first provided.
 The use cases receive the HTTP gateway through a stand-in that builds it on first use, so
 `get_access_token` with a fresh token imports no network code either. dependency-injector
@@ -10,6 +11,7 @@ Figures: README.md, "Performance"; the import guard: tests/unit/test_startup_imp
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +24,11 @@ di_import.load()  # dependency-injector without its pydantic probe (see kitty_au
 from dependency_injector import containers, providers  # noqa: E402 (after the load above)
 
 from kitty_auth.adapters.clock import SystemClock  # noqa: E402
-from kitty_auth.adapters.settings import Settings, choose_login_server, configure_logging, load_settings
+from kitty_auth.adapters.settings import Settings, configure_logging, load_settings
 from kitty_auth.adapters.toml_repository import LOCK_TIMEOUT, TomlCredentialRepository
+from kitty_auth.container.offline import LazyGateway, honoured_environment_token, login_server, login_target
 from kitty_auth.domain.model import ExpiryPolicy
+from kitty_auth.domain.token_source import TokenSource
 from kitty_auth.domain.use_cases import (
     ChooseSession,
     EnsureFreshToken,
@@ -99,18 +103,7 @@ def _oauth_use_case(name: str) -> Callable[..., Any]:
     return build
 
 
-class _LazyGateway:
-    """The TokenGateway, built on its first use (a ``Provider`` of the real one).
-
-    The use cases get this stand-in, so ``get_access_token`` on a fresh token (no request)
-    never imports httpx, truststore or pydantic nor builds an SSL context.
-    """
-
-    def __init__(self, gateway: Callable[[], Any]) -> None:
-        self._gateway = gateway
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._gateway(), name)
+_LazyGateway = LazyGateway  # the port built on its first use (see offline.py)
 
 
 def _websockets_connector() -> object:
@@ -164,12 +157,21 @@ class Container(containers.DeclarativeContainer):
     ensure_fresh_token = providers.Factory(
         EnsureFreshToken, repo=repository, gateway=lazy_gateway, clock=clock, policy=policy
     )
-    obtain_ws_token = providers.Factory(ObtainWsToken, ensure_fresh=ensure_fresh_token, gateway=lazy_gateway)
+    honours_environment = providers.Object(True)  # False: SPEC_KITTY_SAAS_TOKEN is ignored (spec-kitty 2.x host)
+    environment_token = providers.Callable(honoured_environment_token, settings, honours_environment)
+    token_source = providers.Factory(
+        TokenSource, ensure_fresh=ensure_fresh_token, repo=repository, environment=environment_token,
+        login_server=providers.Callable(functools.partial, login_target, settings.provider, status.provider),
+    )
+    obtain_ws_token = providers.Factory(ObtainWsToken, tokens=token_source, gateway=lazy_gateway)
 
 
 def build_container(settings: Settings | None = None, *, credentials_path: Path | None = None,
-                    lock_path: Path | None = None) -> Container:
+                    lock_path: Path | None = None, environment: bool = True) -> Container:
+    """A container; ``environment=False`` ignores SPEC_KITTY_SAAS_TOKEN (the spec-kitty 2.x adapter)."""
     container = Container()
+    if not environment:
+        container.honours_environment.override(providers.Object(False))
     if settings is not None:
         container.settings.override(providers.Object(settings))
     if credentials_path is not None:
@@ -177,21 +179,6 @@ def build_container(settings: Settings | None = None, *, credentials_path: Path 
     if lock_path is not None:
         container.lock_path.override(providers.Object(Path(lock_path)))
     return container
-
-
-def login_server(container: Container, explicit: str | None = None, *, explicit_source: str = "--server") -> str:
-    """The server a login talks to, for the CLI and the library alike (``choose_login_server``).
-
-    The stored session is read through ``Status`` only when neither ``explicit`` nor the
-    environment or config names a server; a symlinked or unreadable file fails there, before
-    any prompt or request.
-    """
-
-    def stored_server() -> str | None:
-        current = container.status().execute().credentials
-        return current.server_url if current is not None else None
-
-    return choose_login_server(container.settings(), explicit, stored_server, explicit_source=explicit_source)
 
 
 def is_container(obj: object) -> bool:
