@@ -79,6 +79,8 @@ class E2E:
             PYTHONUNBUFFERED="1",
         )
         env.update(extra)
+        if env.get("SPEC_KITTY_SAAS_TOKEN", "").strip():  # an access token from the environment: a secret too
+            self.secrets.add(env["SPEC_KITTY_SAAS_TOKEN"].strip())
         return env
 
     def remember_tokens(self) -> None:
@@ -92,11 +94,22 @@ class E2E:
             tokens = session.get("tokens") if isinstance(session, dict) and isinstance(session.get("tokens"), dict) else {}
             self.secrets.update(v for k, v in tokens.items() if k in ("access", "refresh") and isinstance(v, str))
 
-    def _record(self, run: Run) -> Run:
+    def _record(self, run: Run, *, prints_a_token: bool = False) -> Run:
+        """Keep ``run``'s output for the leak check. ``prints_a_token`` (`auth token`, the one command that prints
+        a token, by request): its stdout must be that token alone, one line or nothing; its stderr is checked."""
         self.remember_tokens()
-        self.outputs.append(run.output)
+        if prints_a_token:
+            assert run.stdout == "" or (run.stdout.count("\n") == 1 and run.stdout.endswith("\n")
+                                        and len(run.stdout.split()) == 1), "auth token printed more than a token"
+        self.outputs.append(run.stderr if prints_a_token else run.output)
         assert "Traceback" not in run.output, run.output
         return run
+
+    def token(self, *args: str, timeout: float = HANG_LIMIT, **env: str) -> Run:
+        """`auth token ARGS` (see ``_record``: its stdout is a token, by request)."""
+        proc = subprocess.run([CLI, "auth", "token", *args], capture_output=True, text=True, env=self.env(**env),
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        return self._record(Run(["token", *args], proc.returncode, proc.stdout, proc.stderr), prints_a_token=True)
 
     def cli(self, *args: str, input: str | None = None, timeout: float = HANG_LIMIT, **env: str) -> Run:
         proc = subprocess.run([CLI, "auth", *args], input=input, capture_output=True, text=True,

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import tomllib
+from datetime import timedelta
 
 import pytest
+import tomlkit
 
+from refserver import REFRESH_PATH
 from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME
 
 from .conftest import E2E
+from .test_server_faults import instant
 
 pytestmark = pytest.mark.e2e
 
@@ -80,24 +84,29 @@ def test_logout_all_revokes_every_session_and_leaves_no_file(e2e: E2E) -> None:
     assert e2e.cli("status", "--all").returncode == 1
 
 
+def expire_other_session_access(e2e: E2E, username: str) -> None:
+    """Make a stored session that is not the active one need a refresh (its access token looks expired)."""
+    doc = tomlkit.parse(e2e.credentials.read_text(encoding="utf-8"))
+    others = [o for o in doc["other_sessions"] if o["user"]["username"] == username]
+    assert len(others) == 1
+    others[0]["tokens"]["access_expires_at"] = instant(-timedelta(minutes=1))
+    e2e.credentials.write_text(tomlkit.dumps(doc), encoding="utf-8")
+
+
 def test_an_inactive_account_is_refreshed_where_it_is_and_the_active_one_stays(e2e: E2E) -> None:
     assert e2e.login().returncode == 0
     assert e2e.login(SECOND, SECOND_PASSWORD).returncode == 0
-    e2e.server.set_lifetimes(access=3)
-    code = (
-        "import time, kitty_auth\n"
-        "from kitty_auth.container import build_container\n"
-        "c = build_container()\n"
-        "repo = c.repository()\n"
-        f"view = repo.for_account({e2e.server.url!r}, {DEMO_USERNAME!r})\n"
-        "from kitty_auth.domain.use_cases import EnsureFreshToken\n"
-        "use = EnsureFreshToken(view, c.lazy_gateway(), c.clock(), c.policy())\n"
-        "print(use.refresh_now().username)\n"
-        "print(repo.load().username)\n"
-    )
-    run = e2e.library(code)
+    old = dict(sessions_on_disk(e2e))[DEMO_USERNAME]
+    expire_other_session_access(e2e, DEMO_USERNAME)
+    e2e.server.reset_stats()
+    run = e2e.token("--user", DEMO_USERNAME)
     assert run.returncode == 0, run.output
-    assert run.stdout.splitlines() == [DEMO_USERNAME, SECOND]
-    users = [user for user, _ in sessions_on_disk(e2e)]
-    assert users == [SECOND, DEMO_USERNAME]
+    assert e2e.server.stats()["requests"].get(REFRESH_PATH, 0) == 1
+    data = tomllib.loads(e2e.credentials.read_text(encoding="utf-8"))
+    assert data["user"]["username"] == SECOND  # the active session stays active
+    demo = [o for o in data["other_sessions"] if o["user"]["username"] == DEMO_USERNAME]
+    assert run.stdout == demo[0]["tokens"]["access"] + "\n"  # refreshed where it is stored
+    assert demo[0]["tokens"]["refresh"] != old and e2e.server.refresh_token_accepted(demo[0]["tokens"]["refresh"])
+    assert not e2e.server.refresh_token_accepted(old)
+    assert [user for user, _ in sessions_on_disk(e2e)] == [SECOND, DEMO_USERNAME]
     assert e2e.cli("status", "--all").returncode == 0
