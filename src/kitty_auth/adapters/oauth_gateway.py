@@ -23,10 +23,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Annotated, Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from kitty_auth.adapters.https_client import LOGIN_AGAIN_HINT, HttpsClient, raise_for_status
-from kitty_auth.adapters.response_fields import Seconds, SessionId, Slug, Token, parse
+from kitty_auth.adapters.response_fields import Instant, Seconds, SessionId, Slug, Token, parse
 from kitty_auth.domain.errors import MalformedResponseError, TokenRejectedError
 from kitty_auth.domain.model import Credentials, Identity, IssuedTokens, Team, normalize_server_url
 from kitty_auth.domain.oauth import (
@@ -80,7 +80,7 @@ class OAuthTokenResponse(_Model):
     token_type: StrictStr | None = None
     expires_in: Seconds | None = None
     refresh_token_expires_in: Seconds | None = None
-    refresh_token_expires_at: Annotated[AwareDatetime, Field(strict=True)] | None = None
+    refresh_token_expires_at: Instant | None = None
     session_id: SessionId | None = None
     team_slug: Slug | None = None
 

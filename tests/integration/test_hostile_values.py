@@ -1,0 +1,250 @@
+"""Hostile values from a server, a file or the environment: each one is a valid value or the documented error.
+
+Every parser gets what a broken or hostile peer could hand it -- huge, NaN and infinite numbers,
+year 1 and year 9999 with offsets, deep nesting, bytes that are not UTF-8, wrong types, blank and
+whitespace strings, control characters: both protocols' gateways (simplejwt and OAuth, over
+httpx.MockTransport), the credentials file, config.toml and the environment, the JWT claim reader,
+the model's ``TokenPair.issued`` and ``Credentials.refreshed``, and the spec-kitty 2.x host API on
+a hostile file and server. The property: a valid value or an AuthError (FormatError for the file
+parser), never OverflowError, RecursionError, ValueError or TypeError. Each finding of issue 16
+(section 3) is also pinned by an example-based test.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from dependency_injector import providers
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import kitty_auth.spec_kitty2 as sk2
+from kitty_auth.adapters import credentials_format
+from kitty_auth.adapters.oauth_gateway import (
+    DeviceAuthorizationResponse,
+    HttpxOAuthGateway,
+    OAuthTokenResponse,
+)
+from kitty_auth.adapters.response_fields import parse
+from kitty_auth.adapters.settings import ConfigFileError, choose_login_server, load_settings
+from kitty_auth.adapters.simplejwt_gateway import HttpxTokenGateway, TokenPairResponse, WsTokenResponse
+from kitty_auth.adapters.toml_repository import TomlCredentialRepository
+from kitty_auth.domain.errors import (
+    AuthError,
+    CorruptCredentialsError,
+    MalformedResponseError,
+    UnexpectedStatusError,
+)
+from kitty_auth.domain.model import (
+    DEFAULT_SERVER_URL,
+    Credentials,
+    IssuedTokens,
+    LoginMethod,
+    OAuthClient,
+    TokenPair,
+    WsToken,
+    format_instant,
+    jwt_claims,
+    token_lifetime,
+)
+from kitty_auth.domain.oauth import DeviceAuthorization, Endpoints, PollOutcome, check_endpoints
+from kitty_auth.entrypoints.cli import cli
+from kitty_auth.testing import make_jwt
+
+SERVER = "https://auth.example.test"
+ENDPOINTS = Endpoints.defaults(SERVER)
+NOW = datetime(2026, 2, 3, 16, 30, tzinfo=UTC)
+GATE = "SPEC_KITTY_ENABLE_SAAS_SYNC"
+FAST = settings(max_examples=200, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+# The instants of the issue: no UTC equivalent (the first two), Go's zero time, a "never".
+OUT_OF_RANGE = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-05:00", "0001-01-01T00:00:00Z",
+                "9999-12-31T23:59:59Z"]
+DEEP_JSON = b"[" * 200_000  # the issue's 200 KB of '[', under the 1 MB body cap
+DEEP_TOML = b"a = " + b"[" * 100_000
+BLANK = [" ", "\u00a0", "\u3000\u2002", "\u2028", "\u200b", "\ufeff \u00a0"]
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def jwt_with_payload(payload: bytes) -> str:
+    return f"{b64(b'{}')}.{b64(payload)}.sig"
+
+
+def oauth_gateway(status: int, body: bytes) -> HttpxOAuthGateway:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, content=body))
+    return HttpxOAuthGateway(HttpxTokenGateway(transport=transport))
+
+
+def simplejwt_gateway(status: int, body: bytes) -> HttpxTokenGateway:
+    return HttpxTokenGateway(transport=httpx.MockTransport(lambda request: httpx.Response(status, content=body)))
+
+
+def oauth_session(*, access_expires_at: datetime = NOW + timedelta(minutes=15)) -> Credentials:
+    return Credentials(
+        tokens=TokenPair("at-access-0123456789", "rt-refresh-0123456789", access_expires_at, None),
+        username="user@example.com", server_url=SERVER, login_method=LoginMethod.WEB,
+        oauth=OAuthClient("cli_native", SERVER + "/oauth/token", SERVER + "/oauth/revoke"),
+    )
+
+
+def password_session(*, access_expires_at: datetime = NOW + timedelta(minutes=15)) -> Credentials:
+    return Credentials(
+        tokens=TokenPair("at-access-0123456789", "rt-refresh-0123456789", access_expires_at, None),
+        username="user@example.com", server_url=SERVER,
+    )
+
+
+OAUTH_TOKEN_CALLS: dict[str, Callable[[HttpxOAuthGateway], object]] = {
+    "exchange_code": lambda gw: gw.exchange_code(ENDPOINTS, "cli_native", "code", "verifier", "http://127.0.0.1:5/cb"),
+    "poll_device": lambda gw: gw.poll_device(ENDPOINTS, "cli_native", "device-code-123"),
+    "refresh": lambda gw: gw.refresh(oauth_session()),
+}
+OAUTH_ERROR_CALLS: dict[str, Callable[[HttpxOAuthGateway], object]] = {
+    **OAUTH_TOKEN_CALLS,
+    "start_device": lambda gw: gw.start_device(ENDPOINTS, "cli_native", "offline_access"),
+}
+
+
+def assert_storable(instant: datetime | None) -> None:
+    """An instant the credentials file can hold: aware, and it reads back as written (to the second)."""
+    if instant is None:
+        return
+    assert instant.tzinfo is not None
+    assert credentials_format.parse_timestamp(format_instant(instant)) == instant.replace(microsecond=0)
+
+
+def assert_valid_pair(pair: TokenPair) -> None:
+    assert pair.access and pair.refresh
+    assert_storable(pair.access_expires_at)
+    assert_storable(pair.refresh_expires_at)
+
+
+# =========================================================================== out-of-range instants
+
+
+@pytest.mark.parametrize("dt", [datetime(1, 1, 1, tzinfo=UTC), datetime(999, 12, 31, 23, 59, 59, tzinfo=UTC),
+                                datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)])
+def test_instants_are_written_with_four_digit_years_that_read_back(dt: datetime) -> None:
+    """Go's zero time came back as ``1-01-01T00:00:00Z`` on Python 3.11 (strftime's %Y), which cannot be read."""
+    text = format_instant(dt)
+    assert text[:4] == f"{dt.year:04d}" and text.endswith("Z")
+    assert credentials_format.parse_timestamp(text) == dt
+
+
+@pytest.mark.parametrize("call", sorted(OAUTH_TOKEN_CALLS))
+@pytest.mark.parametrize("instant", OUT_OF_RANGE)
+def test_out_of_range_instants_in_an_oauth_token_answer_are_malformed(call: str, instant: str) -> None:
+    """Refused by the gateway itself, so a late refresh answer holding one is dropped there too."""
+    body = json.dumps({"access_token": "at-new-123", "refresh_token": "rt-new-123", "token_type": "Bearer",
+                       "refresh_token_expires_at": instant}).encode()
+    with pytest.raises(MalformedResponseError):
+        OAUTH_TOKEN_CALLS[call](oauth_gateway(200, body))
+
+
+@pytest.mark.parametrize("instant", OUT_OF_RANGE)
+def test_out_of_range_instants_in_a_password_token_or_ws_token_answer_are_malformed(instant: str) -> None:
+    pair = json.dumps({"access": "opaque-access", "refresh": "opaque-refresh",
+                       "refresh_token_expires_at": instant}).encode()
+    with pytest.raises(MalformedResponseError):
+        simplejwt_gateway(200, pair).refresh(SERVER, "rt-old")
+    ws = json.dumps({"ws_token": "ws-123", "expires_at": instant}).encode()
+    with pytest.raises(MalformedResponseError):
+        simplejwt_gateway(200, ws).ws_token(SERVER, "at-123")
+
+
+@pytest.mark.parametrize("claims", [{"exp": -62135596800}, {"exp": 253402300799}, {"iat": 1770000000}],
+                         ids=["exp-go-zero-time", "exp-9999-12-31", "no-exp"])
+def test_a_jwt_expiring_in_year_1_or_9999_or_never_is_malformed(claims: dict[str, int]) -> None:
+    hostile = jwt_with_payload(json.dumps(claims).encode())
+    with pytest.raises(MalformedResponseError):
+        TokenPair.issued(hostile, "rt-refresh", NOW)
+    with pytest.raises(MalformedResponseError):
+        oauth_session().refreshed(IssuedTokens(access=hostile, refresh="rt-new"), NOW)
+
+
+@pytest.mark.parametrize("at", [datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+                                datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
+                                datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC),
+                                datetime(1, 1, 1)])
+def test_the_model_refuses_out_of_range_refresh_expiries_as_malformed(at: datetime) -> None:
+    """Whatever gateway built the IssuedTokens: ``from_issued`` and ``refreshed`` raise only MalformedResponseError."""
+    issued = IssuedTokens(access="at-new", refresh="rt-new", refresh_expires_at=at)
+    with pytest.raises(MalformedResponseError):
+        TokenPair.from_issued(issued, NOW)
+    with pytest.raises(MalformedResponseError):
+        oauth_session().refreshed(issued, NOW)
+
+
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HostWorld]:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv(GATE, "1")
+    for name in ("SPEC_KITTY_HOME", "SPEC_KITTY_SAAS_URL", "SPEC_KITTY_LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    world = HostWorld(tmp_path / ".spec-kitty")
+    yield world
+    world.client.close()
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: bytes = b"{}"
+
+
+class HostWorld:
+    """spec-kitty 2.x's AuthClient on a real credentials file, its server a MockTransport answering ``answer``."""
+
+    def __init__(self, home: Path) -> None:
+        home.mkdir(mode=0o700)
+        self.home = home
+        self.path = home / "credentials"
+        self.answer = Answer()
+        self.requests = 0
+
+        def respond(request: httpx.Request) -> httpx.Response:
+            self.requests += 1
+            return httpx.Response(self.answer.status, content=self.answer.body)
+
+        def configure(container) -> None:  # noqa: ANN001
+            container.http.override(providers.Object(HttpxTokenGateway(transport=httpx.MockTransport(respond))))
+
+        self.store = sk2.CredentialStore(configure=configure)
+        self.client = sk2.AuthClient(credential_store=self.store)
+
+    def write(self, data: bytes) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+
+    def store_session(self, session: Credentials) -> None:
+        TomlCredentialRepository(self.path).save(session)
+
+
+@pytest.mark.parametrize("instant", OUT_OF_RANGE)
+@pytest.mark.parametrize("make_session", [oauth_session, password_session], ids=["oauth", "password"])
+def test_the_hosts_get_access_token_gives_none_for_an_out_of_range_refresh_answer(
+    host: HostWorld, make_session: Callable[..., Credentials], instant: str,
+) -> None:
+    """It raised OverflowError; now the refresh is a malformed answer, so there is no token to give."""
+    host.store_session(make_session(access_expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+    host.answer = Answer(200, json.dumps({
+        "access_token": "at-new-123", "refresh_token": "rt-new-123", "access": "at-new-123", "refresh": "rt-new-123",
+        "refresh_token_expires_at": instant}).encode())
+    assert host.client.get_access_token() is None
+    assert host.requests == 1
+    assert host.store.load() is not None  # the stored session is kept
