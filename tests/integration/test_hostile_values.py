@@ -248,3 +248,86 @@ def test_the_hosts_get_access_token_gives_none_for_an_out_of_range_refresh_answe
     assert host.client.get_access_token() is None
     assert host.requests == 1
     assert host.store.load() is not None  # the stored session is kept
+
+
+# =========================================================================== deep nesting
+
+
+@pytest.mark.parametrize("call", sorted(OAUTH_ERROR_CALLS))
+@pytest.mark.parametrize("body", [DEEP_JSON, b'{"error": ' + DEEP_JSON], ids=["array", "in-error"])
+def test_a_deeply_nested_oauth_error_body_is_an_unexpected_status(call: str, body: bytes) -> None:
+    """``json.loads`` raised RecursionError on it; the body is now parsed like every other one."""
+    with pytest.raises(UnexpectedStatusError):
+        OAUTH_ERROR_CALLS[call](oauth_gateway(400, body))
+
+
+def test_the_oauth_error_code_is_still_read() -> None:
+    body = json.dumps({"error": "invalid_grant", "error_description": [[["whatever"]]]}).encode()
+    with pytest.raises(AuthError, match="invalid_grant"):
+        OAUTH_ERROR_CALLS["exchange_code"](oauth_gateway(400, body))
+    assert OAUTH_ERROR_CALLS["poll_device"](oauth_gateway(400, b'{"error": "slow_down"}')) is PollOutcome.SLOW_DOWN
+
+
+def test_a_jwt_whose_payload_is_deeply_nested_is_not_read_as_one() -> None:
+    token = jwt_with_payload(b"[" * 12_000)  # fits the 16,384-character token limit
+    assert jwt_claims(token) is None and token_lifetime(token) is None
+    pair = TokenPair.issued(token, "rt-refresh", NOW)  # an opaque token, then: the default lifetime
+    assert pair.access_expires_at == NOW + timedelta(minutes=15)
+
+
+@pytest.mark.parametrize("data", [DEEP_TOML, b"[tokens]\naccess = " + b"{a = " * 50_000])
+def test_a_deeply_nested_credentials_file_is_corrupt(data: bytes, tmp_path: Path) -> None:
+    with pytest.raises(credentials_format.FormatError):
+        credentials_format.parse(data)
+    path = tmp_path / "credentials"
+    path.write_bytes(data)
+    path.chmod(0o600)
+    with pytest.raises(CorruptCredentialsError):
+        TomlCredentialRepository(path).load()
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """Put the root and kitty_auth loggers back as they were (the CLI configures them)."""
+    loggers = [logging.getLogger(), logging.getLogger("kitty_auth")]
+    saved = [(lg, lg.level, list(lg.handlers)) for lg in loggers]
+    yield
+    for lg, level, handlers in saved:
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
+
+
+def test_status_and_the_host_on_a_deeply_nested_credentials_file(
+    host: HostWorld, monkeypatch: pytest.MonkeyPatch, logging_restored: None,
+) -> None:
+    """`status` said "Unexpected internal error", `status --json` printed no object, the host's load() raised."""
+    host.write(DEEP_TOML)
+    monkeypatch.setenv("SPEC_KITTY_HOME", str(host.home))
+    status = CliRunner().invoke(cli, ["auth", "status"], prog_name="kitty-auth")
+    assert status.exit_code == 1 and "is not valid" in status.output and "internal error" not in status.output
+    as_json = CliRunner().invoke(cli, ["auth", "status", "--json"], prog_name="kitty-auth")
+    assert json.loads(as_json.stdout)["authenticated"] is False
+    assert host.store.load() is None
+    assert host.client.get_access_token() is None and not host.client.is_authenticated()
+
+
+@pytest.mark.parametrize(("text", "cause"), [
+    ("[sync]\nserver_url = " + "[" * 100_000, "not valid TOML: nested too deeply"),
+    ("[sync]\nserver_url = " + "{a = " * 50_000, "not valid TOML: nested too deeply"),
+    ("[sync]\nserver_url = " + "9" * 5000, "not valid TOML: a value out of range"),
+])
+def test_a_config_toml_nested_too_deeply_or_with_a_huge_number_is_a_config_error(
+    host: HostWorld, text: str, cause: str,
+) -> None:
+    (host.home / "config.toml").write_text(text)
+    found = load_settings({"SPEC_KITTY_HOME": str(host.home)})
+    assert isinstance(found.config_error, ConfigFileError) and found.config_error.cause == cause
+    with pytest.raises(ConfigFileError):
+        choose_login_server(found, None, lambda: None)
+    assert sk2.SyncConfig().get_server_url() == DEFAULT_SERVER_URL  # the host's rule: a warning and the default
+
+
+def test_the_hosts_config_reader_takes_a_non_string_server_url_as_unset(host: HostWorld) -> None:
+    """``str()`` of a TOML hex integer of 4,000 digits raised ValueError (Python's int-to-text limit)."""
+    (host.home / "config.toml").write_text("[sync]\nserver_url = 0x" + "f" * 4000 + "\n")
+    assert sk2.SyncConfig().get_server_url() == DEFAULT_SERVER_URL

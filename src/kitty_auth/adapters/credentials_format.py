@@ -96,7 +96,7 @@ def parse(data: bytes) -> Credentials | None:
         raise FormatError("empty file")  # a torn or truncated write, not another program's file
     try:
         doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
         raise FormatError("not valid TOML") from None
     try:
         return _session(doc)

@@ -18,7 +18,6 @@ See architecture.md, "OAuth logins".
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Annotated, Final
@@ -130,16 +129,22 @@ class MeResponse(_Model):
         )
 
 
+class OAuthErrorResponse(_Model):
+    """RFC 6749 section 5.2: only ``error``, and only a code we may print (letters, digits, ``_``)."""
+
+    error: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
+
+
 def _oauth_error(body: bytes) -> str | None:
-    """The ``error`` code of an RFC 6749 error response, None when the body is not one."""
+    """The ``error`` code of an RFC 6749 error response, None when the body is not one.
+
+    Parsed like every other body (pydantic, whose JSON parser has a nesting limit): ``json.loads``
+    raised RecursionError on 200 KB of ``[``.
+    """
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        return parse(OAuthErrorResponse, body).error
+    except MalformedResponseError:
         return None
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, str) and 0 < len(error) <= 64 and error.replace("_", "").isalnum() and error.isascii():
-        return error
-    return None
 
 
 class HttpxOAuthGateway:

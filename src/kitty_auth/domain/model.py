@@ -120,7 +120,7 @@ def jwt_claims(token: str) -> dict[str, object] | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):  # RecursionError: deeply nested JSON
         return None
     return claims if isinstance(claims, dict) else None
 
