@@ -331,3 +331,26 @@ def test_the_hosts_config_reader_takes_a_non_string_server_url_as_unset(host: Ho
     """``str()`` of a TOML hex integer of 4,000 digits raised ValueError (Python's int-to-text limit)."""
     (host.home / "config.toml").write_text("[sync]\nserver_url = 0x" + "f" * 4000 + "\n")
     assert sk2.SyncConfig().get_server_url() == DEFAULT_SERVER_URL
+
+
+# =========================================================================== blank identities
+
+
+@pytest.mark.parametrize("email", BLANK)
+def test_a_blank_email_from_me_is_malformed(email: str) -> None:
+    """It passed the gateway, failed the file, and the login printed "Logged in as  at ..."."""
+    with pytest.raises(MalformedResponseError):
+        oauth_gateway(200, json.dumps({"email": email, "teams": []}).encode()).me(SERVER, "at-123")
+
+
+@pytest.mark.parametrize("team", [{"id": " ", "slug": "acme"}, {"id": 1, "slug": "\u00a0"}, {"id": "", "slug": "a"}])
+def test_a_blank_team_id_or_slug_from_me_is_malformed(team: dict[str, object]) -> None:
+    body = json.dumps({"email": "a@b.test", "teams": [team]}).encode()
+    with pytest.raises(MalformedResponseError):
+        oauth_gateway(200, body).me(SERVER, "at-123")
+
+
+def test_an_identity_with_spaces_inside_is_still_fine() -> None:
+    body = json.dumps({"email": " a@b.test", "name": "Ann\u00a0Example", "teams": [{"id": 1, "slug": "acme"}]})
+    identity = oauth_gateway(200, body.encode()).me(SERVER, "at-123")
+    assert identity.email == " a@b.test" and identity.name == "Ann\u00a0Example" and identity.team_slug == "acme"

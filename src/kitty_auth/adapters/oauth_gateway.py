@@ -19,10 +19,11 @@ See architecture.md, "OAuth logins".
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from kitty_auth.adapters.https_client import LOGIN_AGAIN_HINT, HttpsClient, raise_for_status
 from kitty_auth.adapters.response_fields import Instant, Seconds, SessionId, Slug, Token, parse
@@ -50,9 +51,19 @@ logger = logging.getLogger("kitty_auth.oauth")
 
 ME_PATH: Final = "/api/v1/me"
 
+
+def _not_blank(text: str) -> str:
+    """Refuses text that shows nothing: only whitespace (" ", U+00A0...) and invisible format characters."""
+    if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text):
+        raise ValueError("blank")  # pydantic reports a ValueError as invalid
+    return text
+
+
 # Text we may print (a name, an email, a URL to visit): no control characters, so a hostile
-# server cannot rewrite the user's terminal.
-Printable = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+# server cannot rewrite the user's terminal. Printable is never blank: an identity of " " would
+# print as "Logged in as  at ..." and be refused by the credentials file.
+Printable = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
+                      AfterValidator(_not_blank)]
 PrintableOrEmpty = Annotated[StrictStr, Field(max_length=512, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
 HttpsUrl = Annotated[StrictStr, Field(max_length=2048, pattern=r"^https://[\x21-\x7e]+$")]
 Identifier = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | StrictInt
