@@ -354,3 +354,21 @@ def test_an_identity_with_spaces_inside_is_still_fine() -> None:
     body = json.dumps({"email": " a@b.test", "name": "Ann\u00a0Example", "teams": [{"id": 1, "slug": "acme"}]})
     identity = oauth_gateway(200, body.encode()).me(SERVER, "at-123")
     assert identity.email == " a@b.test" and identity.name == "Ann\u00a0Example" and identity.team_slug == "acme"
+
+
+# =========================================================================== no secret in a repr
+
+SECRET_A, SECRET_R = "at-SECRET-access-0123456789", "rt-SECRET-refresh-0123456789"
+
+
+@pytest.mark.parametrize(("model", "body"), [
+    (OAuthTokenResponse, {"access_token": SECRET_A, "refresh_token": SECRET_R, "token_type": "Bearer"}),
+    (TokenPairResponse, {"access": SECRET_A, "refresh": SECRET_R}),
+    (WsTokenResponse, {"ws_token": SECRET_A, "expires_in": 60}),
+    (DeviceAuthorizationResponse, {"device_code": SECRET_A, "user_code": "WDJB-MJHT",
+                                   "verification_uri": SERVER + "/device", "expires_in": 600}),
+], ids=lambda value: value.__name__ if isinstance(value, type) else "")
+def test_no_secret_in_the_repr_of_a_parsed_answer(model: type, body: dict[str, object]) -> None:
+    parsed = parse(model, json.dumps(body).encode())  # type: ignore[type-var]
+    for shown in (repr(parsed), str(parsed)):
+        assert SECRET_A not in shown and SECRET_R not in shown and "SECRET" not in shown

@@ -83,10 +83,10 @@ class MetadataResponse(_Model):
 
 
 class OAuthTokenResponse(_Model):
-    """RFC 6749 section 5.1, plus spec-kitty 3.x's lifetime fields and ``session_id``."""
+    """RFC 6749 section 5.1, plus spec-kitty 3.x's lifetime fields and ``session_id``. Tokens are left out of ``repr``."""
 
-    access_token: Token
-    refresh_token: Token | None = None
+    access_token: Token = Field(repr=False)
+    refresh_token: Token | None = Field(default=None, repr=False)
     token_type: StrictStr | None = None
     expires_in: Seconds | None = None
     refresh_token_expires_in: Seconds | None = None
@@ -107,9 +107,9 @@ class OAuthTokenResponse(_Model):
 
 
 class DeviceAuthorizationResponse(_Model):
-    """RFC 8628 section 3.2."""
+    """RFC 8628 section 3.2. The device code (a secret until it expires) is left out of ``repr``."""
 
-    device_code: Token
+    device_code: Token = Field(repr=False)
     user_code: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
     verification_uri: HttpsUrl
     verification_uri_complete: HttpsUrl | None = None

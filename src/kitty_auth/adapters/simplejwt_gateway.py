@@ -57,13 +57,13 @@ class TokenPairResponse(BaseModel):
     """200 body of /token/ and /token/refresh/. Extra fields are ignored.
 
     The lifetime fields matter only for opaque tokens (a JWT's lifetime comes from its claims);
-    ``access_lifetime`` is another name for ``expires_in``.
+    ``access_lifetime`` is another name for ``expires_in``. The tokens are left out of ``repr``.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    access: Token
-    refresh: Token
+    access: Token = Field(repr=False)
+    refresh: Token = Field(repr=False)
     team_slug: Slug | None = None
     session_id: SessionId | None = None
     expires_in: Seconds | None = None
@@ -84,11 +84,11 @@ class TokenPairResponse(BaseModel):
 
 
 class WsTokenResponse(BaseModel):
-    """200 body of /ws-token/: ``ws_token`` plus ``expires_at`` and/or ``expires_in``."""
+    """200 body of /ws-token/: ``ws_token`` (left out of ``repr``) plus ``expires_at`` and/or ``expires_in``."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    ws_token: Token
+    ws_token: Token = Field(repr=False)
     expires_at: Instant | None = None
     expires_in: Annotated[StrictInt, Field(ge=0, le=int(MAX_LIFETIME.total_seconds()))] | None = None
     ws_url: StrictStr | None = None
