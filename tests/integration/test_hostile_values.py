@@ -176,6 +176,11 @@ def test_a_jwt_expiring_in_year_1_or_9999_or_never_is_malformed(claims: dict[str
         oauth_session().refreshed(IssuedTokens(access=hostile, refresh="rt-new"), NOW)
 
 
+def test_a_jwt_lifetime_too_small_for_a_timedelta_is_unknown() -> None:
+    """exp 5e-324 after iat 0 is no time at all: the lifetime is unknown, never zero (found by the property below)."""
+    assert token_lifetime(jwt_with_payload(b'{"exp": 5e-324, "iat": 0}')) is None
+
+
 @pytest.mark.parametrize("at", [datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
                                 datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
                                 datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC),

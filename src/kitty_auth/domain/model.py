@@ -169,7 +169,8 @@ def token_lifetime(token: str) -> timedelta | None:
     exp, iat = _claim_seconds(claims, "exp"), _claim_seconds(claims, "iat")
     if exp is None or iat is None or exp <= iat or exp - iat > MAX_LIFETIME.total_seconds():
         return None
-    return timedelta(seconds=exp - iat)
+    lifetime = timedelta(seconds=exp - iat)
+    return lifetime if lifetime > timedelta(0) else None  # exp 5e-324, iat 0 rounds to no time at all
 
 
 def local_expiry(token: str, requested_at: datetime) -> datetime:
