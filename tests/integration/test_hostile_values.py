@@ -47,6 +47,8 @@ from kitty_auth.domain.errors import (
 )
 from kitty_auth.domain.model import (
     DEFAULT_SERVER_URL,
+    EARLIEST_INSTANT,
+    LATEST_INSTANT,
     Credentials,
     IssuedTokens,
     LoginMethod,
@@ -128,9 +130,11 @@ def assert_storable(instant: datetime | None) -> None:
 
 
 def assert_valid_pair(pair: TokenPair) -> None:
+    """A pair the server's answer made: storable, and expiring at a real instant (no year 1 or 9999)."""
     assert pair.access and pair.refresh
-    assert_storable(pair.access_expires_at)
-    assert_storable(pair.refresh_expires_at)
+    for instant in (pair.access_expires_at, pair.refresh_expires_at):
+        assert_storable(instant)
+        assert instant is None or EARLIEST_INSTANT <= instant < LATEST_INSTANT
 
 
 # =========================================================================== out-of-range instants
@@ -377,3 +381,335 @@ def test_no_secret_in_the_repr_of_a_parsed_answer(model: type, body: dict[str, o
     parsed = parse(model, json.dumps(body).encode())  # type: ignore[type-var]
     for shown in (repr(parsed), str(parsed)):
         assert SECRET_A not in shown and SECRET_R not in shown and "SECRET" not in shown
+
+
+# =========================================================================== hostile value strategies
+
+_huge = st.sampled_from([10**400, -(10**400), 2**63, 2**64, 10**18, 1e308, -1e308, 5e-324, 0, -1])
+_non_finite = st.sampled_from([float("inf"), float("-inf"), float("nan")])
+numbers = st.one_of(st.integers(), st.floats(), _huge, _non_finite, st.booleans())
+blank = st.sampled_from(["", *BLANK, "\t", "\n"])
+control = st.text(st.characters(categories=["Cc", "Cf", "Zl", "Zp", "Zs"]), min_size=1, max_size=4)
+strings = st.one_of(st.text(max_size=16), blank, control, st.sampled_from(["\x1b[2J", "a\r\nb", "\ud800", "é" * 3]))
+_offsets = st.timedeltas(min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59))
+aware_datetimes = st.builds(lambda dt, off: dt.replace(tzinfo=timezone(off)), st.datetimes(), _offsets)
+instant_texts = st.one_of(
+    st.sampled_from([*OUT_OF_RANGE, "1969-12-31T23:59:59Z", "2026-02-03T16:45:00Z", "2026-02-03T16:45:00",
+                     "2026-02-30T00:00:00Z", "2026-06-30T23:59:60Z", "+12026-01-01T00:00:00Z", "tomorrow", ""]),
+    aware_datetimes.map(datetime.isoformat),
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | numbers | strings,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+hostile = st.one_of(numbers, strings, json_values, instant_texts)
+_claims = st.dictionaries(st.sampled_from(["exp", "iat", "nbf"]), st.one_of(numbers, json_values), max_size=3)
+jwts = st.one_of(
+    _claims.map(lambda claims: jwt_with_payload(json.dumps(claims, allow_nan=True).encode())),
+    st.sampled_from([b"[" * 12_000, b'{"exp": 1e400}', b'{"exp": NaN, "iat": 0}', b'{"exp": Infinity}',
+                     b'{"exp": ' + b"9" * 5000 + b"}", b'{"exp": -62135596800}', b'{"exp": 253402300799}',
+                     b'{"exp": 5e-324, "iat": 0}', b"\xff\xfe", b"null"]).map(jwt_with_payload),
+)
+# Whole bodies no JSON encoder writes: too deep, not UTF-8, out-of-range literals, numbers past int()'s limit.
+raw_bodies = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([DEEP_JSON, b'{"error": ' + DEEP_JSON, b"{" * 5000, b"NaN", b"Infinity", b"\xff\xfe{}",
+                     b'{"expires_in": Infinity}', b'{"expires_in": 1e400}', b'{"email": "\xff"}',
+                     b'{"user_id": ' + b"9" * 5000 + b', "email": "a@b.test"}', b'{"error": "\\ud800"}']),
+    st.integers(1, 3000).map(lambda n: b"[" * n + b"]" * n),
+)
+
+
+def mostly(value: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    """``value`` seven times in eight, else a hostile value: many examples then get past the first check."""
+    return st.integers(0, 7).flatmap(lambda n: hostile if n == 0 else value)
+
+
+@st.composite
+def objects(draw: st.DrawFn, required: dict[str, st.SearchStrategy[object]],
+            optional: dict[str, st.SearchStrategy[object]] | None = None) -> dict[str, object]:
+    """A JSON object: the ``required`` names (now and then one missing) and any of the ``optional`` ones."""
+    body = draw(st.fixed_dictionaries({name: mostly(value) for name, value in required.items()},
+                                      optional={name: mostly(value) for name, value in (optional or {}).items()}))
+    if draw(st.integers(0, 7)) == 0:
+        body.pop(draw(st.sampled_from(sorted(required))), None)
+    return body
+
+
+def encoded(bodies: st.SearchStrategy[object]) -> st.SearchStrategy[bytes]:
+    """JSON text (NaN and Infinity written as the literals some parsers accept), or a raw hostile body."""
+    as_json = bodies.map(lambda body: json.dumps(body, allow_nan=True).encode())
+    return st.one_of(as_json, as_json, as_json, raw_bodies)
+
+
+good_tokens = st.one_of(st.sampled_from(["at-good-0123456789", "rt-good-0123456789"]),
+                        st.integers(60, 10**6).map(lambda s: make_jwt(iat=NOW, lifetime=timedelta(seconds=s))))
+tokens = st.integers(0, 3).flatmap(lambda n: (jwts, st.text(max_size=20))[n] if n < 2 else good_tokens)
+_seconds = st.integers(1, 86_400)
+_expiries = st.one_of(  # plausible instants, mostly; instant_texts are the hostile ones
+    st.datetimes(datetime(2026, 1, 1), datetime(2036, 1, 1)).map(lambda dt: dt.isoformat() + "Z"),
+    st.builds(lambda dt, off: dt.replace(tzinfo=timezone(off)).isoformat(),
+              st.datetimes(datetime(2026, 1, 1), datetime(2036, 1, 1)), _offsets),
+    instant_texts)
+_lifetimes = {"expires_in": _seconds, "refresh_token_expires_in": _seconds, "refresh_token_expires_at": _expiries,
+              "session_id": st.just("sess-1"), "team_slug": st.just("acme")}
+oauth_token_bodies = objects({"access_token": tokens}, {"refresh_token": tokens, "token_type": st.just("Bearer"),
+                                                        **_lifetimes})
+pair_bodies = objects({"access": tokens, "refresh": tokens}, {"access_lifetime": _seconds, **_lifetimes})
+ws_bodies = objects({"ws_token": tokens, "expires_in": _seconds}, {"expires_at": _expiries,
+                                           "ws_url": st.sampled_from(["wss://auth.example.test/ws/", "wss://x/"])})
+metadata_bodies = objects({"token_endpoint": st.just(SERVER + "/oauth/token")}, {
+    "authorization_endpoint": st.just(SERVER + "/oauth/authorize"),
+    "device_authorization_endpoint": st.just(SERVER + "/oauth/device"),
+    "revocation_endpoint": st.just(SERVER + "/oauth/revoke")})
+device_bodies = objects({"device_code": tokens, "user_code": st.just("WDJB-MJHT"),
+                         "verification_uri": st.just(SERVER + "/device"), "expires_in": _seconds},
+                        {"verification_uri_complete": st.just(SERVER + "/device?c=1"), "interval": st.integers(0, 10)})
+team_bodies = objects({"id": st.integers(1, 99), "slug": st.just("acme")},
+                      {"name": st.just("Acme"), "role": st.just("owner"), "is_private_teamspace": st.booleans()})
+me_bodies = objects({"email": st.just("user@example.com")},
+                    {"name": st.just("User"), "user_id": st.integers(1, 99), "teams": st.lists(team_bodies, max_size=2)})
+error_bodies = objects({"error": st.sampled_from(["authorization_pending", "slow_down", "access_denied",
+                                                  "expired_token", "invalid_grant", "invalid_client"])})
+
+
+# =========================================================================== properties: the gateways
+
+
+@FAST
+@given(body=encoded(st.one_of(pair_bodies, ws_bodies, json_values)))
+@example(body=b'{"access": "a", "refresh": "r", "refresh_token_expires_at": "9999-12-31T23:30:00-05:00"}')
+@example(body=b'{"ws_token": "w", "expires_at": "0001-01-01T00:00:00+01:00"}')
+@example(body=b'{"access": "a", "refresh": "r", "expires_in": Infinity}')
+@example(body=b'{"access": "a", "refresh": "r", "refresh_token_expires_at": "0001-01-01T00:00:00Z"}')
+def test_any_simplejwt_body_is_a_valid_value_or_an_auth_error(body: bytes) -> None:
+    gw = simplejwt_gateway(200, body)
+    with gw:
+        for call in (
+            lambda: TokenPair.from_issued(gw.refresh(SERVER, "r"), NOW),
+            lambda: TokenPair.from_issued(gw.obtain(SERVER, "u", "pw"), NOW),
+            lambda: password_session().refreshed(gw.refresh(SERVER, "r"), NOW).tokens,
+            lambda: gw.ws_token(SERVER, "a"),
+        ):
+            try:
+                value = call()
+            except AuthError:
+                continue
+            if isinstance(value, WsToken):
+                assert_storable(value.expires_at)
+                assert value.expires_in >= 0
+            else:
+                assert_valid_pair(value)  # type: ignore[arg-type]
+
+
+def _check_oauth_value(value: object) -> None:
+    if isinstance(value, IssuedTokens):
+        assert_valid_pair(TokenPair.from_issued(value, NOW, default_refresh=None))
+        assert_valid_pair(oauth_session().refreshed(value, NOW).tokens)
+    elif isinstance(value, Endpoints):
+        try:
+            check_endpoints(SERVER, value, ("authorization", "device_authorization"))
+        except AuthError:
+            pass
+    elif isinstance(value, DeviceAuthorization):
+        assert value.device_code and value.user_code and value.expires_in > 0
+    elif value is not None and not isinstance(value, PollOutcome):  # an Identity: what the file will accept
+        assert value.email.strip()  # type: ignore[attr-defined]
+        assert all(team.id.strip() and team.slug.strip() for team in value.teams)  # type: ignore[attr-defined]
+
+
+OAUTH_CALLS: dict[str, tuple[Callable[[HttpxOAuthGateway], object], st.SearchStrategy[object]]] = {
+    "discover": (lambda gw: gw.discover(SERVER), metadata_bodies),
+    "exchange_code": (OAUTH_ERROR_CALLS["exchange_code"], oauth_token_bodies),
+    "start_device": (OAUTH_ERROR_CALLS["start_device"], device_bodies),
+    "poll_device": (OAUTH_ERROR_CALLS["poll_device"], oauth_token_bodies),
+    "refresh": (OAUTH_ERROR_CALLS["refresh"], oauth_token_bodies),
+    "me": (lambda gw: gw.me(SERVER, "at-123"), me_bodies),
+}
+
+
+@st.composite
+def oauth_answers(draw: st.DrawFn) -> tuple[str, int, bytes]:
+    call = draw(st.sampled_from(sorted(OAUTH_CALLS)))
+    status = draw(st.sampled_from([200, 200, 400, 401]))
+    shape = OAUTH_CALLS[call][1] if status == 200 else error_bodies
+    return call, status, draw(encoded(st.one_of(shape, shape, shape, json_values)))
+
+
+@FAST
+@given(answer=oauth_answers())
+@example(answer=("exchange_code", 200, b'{"access_token": "a", "refresh_token_expires_at": "0001-01-01T00:00:00+01:00"}'))
+@example(answer=("refresh", 400, DEEP_JSON))
+@example(answer=("me", 200, b'{"email": "\\u00a0"}'))
+def test_any_oauth_answer_is_a_valid_value_or_an_auth_error(answer: tuple[str, int, bytes]) -> None:
+    call, status, body = answer
+    gw = oauth_gateway(status, body)
+    try:
+        value = OAUTH_CALLS[call][0](gw)
+    except AuthError:
+        return
+    try:
+        _check_oauth_value(value)
+    except MalformedResponseError:  # the model may refuse what the gateway let through: a JWT's own claims
+        pass
+
+
+# =========================================================================== properties: the model
+
+
+_GO_ZERO_JWT = jwt_with_payload(b'{"exp": -62135596800}')
+
+
+@FAST
+@given(access=tokens, refresh=tokens, expires_in=st.none() | numbers, refresh_expires_in=st.none() | numbers,
+       refresh_expires_at=st.none() | aware_datetimes | st.datetimes())
+@example(access="at", refresh="rt", expires_in=None, refresh_expires_in=None,
+         refresh_expires_at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
+@example(access="at", refresh="rt", expires_in=float("inf"), refresh_expires_in=None,
+         refresh_expires_at=datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-5))))
+@example(access=_GO_ZERO_JWT, refresh="rt", expires_in=None, refresh_expires_in=None, refresh_expires_at=None)
+def test_issued_tokens_become_a_valid_pair_or_a_malformed_response(
+    access: str, refresh: str, expires_in: float | None, refresh_expires_in: float | None,
+    refresh_expires_at: datetime | None,
+) -> None:
+    issued = IssuedTokens(access=access, refresh=refresh, expires_in=expires_in,
+                          refresh_expires_in=refresh_expires_in, refresh_expires_at=refresh_expires_at)
+    for build in (lambda: TokenPair.from_issued(issued, NOW), lambda: TokenPair.from_issued(issued, NOW, default_refresh=None),
+                  lambda: oauth_session().refreshed(issued, NOW).tokens, lambda: password_session().refreshed(issued, NOW).tokens):
+        try:
+            pair = build()
+        except MalformedResponseError:
+            continue
+        assert_valid_pair(pair)
+
+
+@FAST
+@given(token=st.one_of(jwts, st.text(max_size=40)))
+@example(token=jwt_with_payload(b'{"exp": 5e-324, "iat": 0}'))
+@example(token=jwt_with_payload(b"[" * 12_000))
+def test_the_jwt_claim_reader_gives_a_dict_or_none(token: str) -> None:
+    claims = jwt_claims(token)
+    assert claims is None or isinstance(claims, dict)
+    lifetime = token_lifetime(token)
+    assert lifetime is None or lifetime > timedelta(0)
+
+
+# =========================================================================== properties: the file and the config
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (JSON's escapes are TOML's; a lone surrogate is invalid TOML)."""
+    return json.dumps(text)
+
+
+toml_values = st.one_of(
+    strings.map(toml_string), instant_texts.map(toml_string),
+    st.sampled_from(["nan", "inf", "-inf", "1e400", "true", str(10**400), "0x" + "f" * 300, "[]", "{}",
+                     "0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-05:00", "1979-05-27", "07:32:00",
+                     "[" * 2000 + "]" * 2000, "{a = " * 1000 + "1" + "}" * 1000, '[{id = " ", slug = ""}]']),
+    st.integers().map(str), st.floats().map(repr),
+)
+_GOOD = {
+    "tokens": {"access": '"at-good-0123456789"', "refresh": '"rt-good-0123456789"',
+               "access_expires_at": '"2000-01-01T00:00:00Z"', "refresh_expires_at": '"2100-01-01T00:00:00Z"',
+               "access_lifetime_s": "900"},
+    "user": {"username": '"user@example.com"', "team_slug": '"acme"', "email": '"user@example.com"',
+             "name": '"User"', "user_id": '"7"', "teams": '[{id = "1", slug = "acme", is_private_teamspace = true}]'},
+    "server": {"url": f'"{SERVER}"'},
+    "session": {"method": '"web"', "id": '"sess-1"'},
+    "oauth": {"client_id": '"cli_native"', "token_endpoint": f'"{SERVER}/oauth/token"',
+              "revocation_endpoint": f'"{SERVER}/oauth/revoke"'},
+}
+_KEYS = [(table, key) for table, keys in _GOOD.items() for key in keys]
+
+
+@st.composite
+def credentials_files(draw: st.DrawFn) -> bytes:
+    """A good OAuth or password session file with some keys dropped or given hostile values; or hostile bytes."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.one_of(st.binary(max_size=60), st.sampled_from([DEEP_TOML, b"\xef\xbb\xbf[tokens]\n", b" \n",
+                                                                       b'[tokens]\naccess = "\xff"\n'])))
+    tables = {table: dict(keys) for table, keys in _GOOD.items()}
+    if draw(st.booleans()):
+        del tables["session"], tables["oauth"]  # a password session
+    for table, key in draw(st.lists(st.sampled_from(_KEYS), max_size=3, unique=True)):
+        if table in tables:
+            if draw(st.booleans()):
+                tables[table][key] = draw(toml_values)
+            else:
+                tables[table].pop(key, None)
+    text = "".join(f"[{table}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
+                   for table, keys in tables.items())
+    return text.encode("utf-8", "surrogatepass")
+
+
+@FAST
+@given(data=credentials_files())
+@example(data=DEEP_TOML)
+@example(data=b'[tokens]\naccess = "a"\nrefresh = "r"\naccess_expires_at = "0001-01-01T00:00:00+01:00"\n'
+              b'[user]\nusername = "u"\n[server]\nurl = "https://a.test"\n')
+@example(data=b'[tokens]\naccess = "a"\nrefresh = "r"\naccess_expires_at = "0001-01-01T00:00:00Z"\n'
+              b'[user]\nusername = "u"\n[server]\nurl = "https://a.test"\n')
+def test_any_credentials_file_is_a_session_none_or_a_format_error(data: bytes) -> None:
+    try:
+        session = credentials_format.parse(data)
+    except credentials_format.FormatError:
+        return
+    if session is not None:
+        assert_storable(session.tokens.access_expires_at)
+        assert_storable(session.tokens.refresh_expires_at)
+
+
+@settings(FAST, max_examples=100)  # each example locks, reads and may rewrite a real file
+@given(data=credentials_files(), status=st.sampled_from([200, 200, 400, 401]),
+       body=encoded(st.builds(lambda oauth, pair: {**oauth, **pair}, oauth_token_bodies, pair_bodies)))
+@example(data=DEEP_TOML, status=200, body=b"{}")
+def test_the_host_api_on_a_hostile_file_and_server_returns_or_raises_its_own_error(
+    host: HostWorld, data: bytes, status: int, body: bytes,
+) -> None:
+    host.write(data)
+    host.answer = Answer(status, body)
+    loaded = host.store.load()
+    assert loaded is None or isinstance(loaded, dict)
+    token = host.client.get_access_token()
+    assert token is None or isinstance(token, str)
+    assert isinstance(host.client.is_authenticated(), bool)
+
+
+_env_values = st.one_of(strings, st.sampled_from(["https://a.test", "http://a.test", "a.test:99999", "https://[::1",
+                                                  "https://u:p@a.test", "https://a.test/?q#f", "\udcff"]))
+config_texts = st.one_of(
+    toml_values.map(lambda value: f"[sync]\nserver_url = {value}\n"),
+    st.sampled_from(["[sync]\nserver_url = " + "9" * 5000, "[sync]\nserver_url = 0x" + "f" * 4000,
+                     "[sync]\nserver_url = " + "[" * 100_000, "sync = 1", "[sync\n", "\ufeff[sync]"]),
+)
+
+
+@FAST
+@given(config=st.none() | config_texts | st.binary(max_size=30), url=st.none() | _env_values,
+       level=st.none() | strings)
+@example(config="[sync]\nserver_url = " + "[" * 100_000, url=None, level=None)
+def test_any_config_and_environment_give_a_server_url_or_an_auth_error(
+    tmp_path: Path, config: str | bytes | None, url: str | None, level: str | None,
+) -> None:
+    path = tmp_path / "config.toml"
+    if config is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_bytes(config if isinstance(config, bytes) else config.encode("utf-8", "surrogatepass"))
+    env = {"SPEC_KITTY_HOME": str(tmp_path)}
+    if url is not None:
+        env["SPEC_KITTY_SAAS_URL"] = url
+    if level is not None:
+        env["SPEC_KITTY_LOG_LEVEL"] = level
+    host_config = sk2.SyncConfig()
+    host_config.config_file = path
+    assert isinstance(host_config.get_server_url(), str)  # the host's reader never raises
+    found = load_settings(env)
+    assert found.log_level in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+    try:
+        server = choose_login_server(found, None, lambda: None)
+    except AuthError:
+        return
+    assert server.startswith("https://")
