@@ -196,7 +196,7 @@ class Logout:
         revoke = self._revoker.revoke  # builds the network adapter first: not counted in the request's time
         deadline = self._revoke_deadline()
         if deadline < self.MIN_REVOKE:
-            log.info("logout: no time left to ask the server")
+            log.info("revocation: no time left to ask the server")
             return LogoutResult(True, RevokeOutcome.NO_TIME)
         try:
             revoke(local.session, deadline)
@@ -208,7 +208,7 @@ class Logout:
             return LogoutResult(True, RevokeOutcome.REFUSED, "the server already considered it invalid")
         except AuthError as exc:  # a ServerError, or e.g. a stored endpoint we cannot send to
             return LogoutResult(True, RevokeOutcome.REFUSED, str(exc))
-        log.info("logout: the server revoked the session")
+        log.info("the server revoked the session")
         return LogoutResult(True, RevokeOutcome.REVOKED)
 
     def execute_and_revoke(self, *, revoke: bool = True) -> LogoutResult:
@@ -252,6 +252,11 @@ class EnsureFreshToken:
     hands it to :meth:`_store_late`, which stores it under the lock if the file still holds the
     refresh token that was sent (the server has rotated it: without the late answer the
     session would be lost at the next refresh).
+
+    Nor is one whose caller is interrupted (Ctrl-C; ``domain/interrupts.py``): while the answer is
+    on its way the gateway waits for it and hands it to :meth:`_store_late` in this thread; once
+    it is here, an interrupt during the save runs the save once more. Either way the refreshed
+    session is stored before the interrupt goes on.
     """
 
     def __init__(
