@@ -928,3 +928,24 @@ def test_httpcore_failed_events_keep_the_exception_class_and_drop_its_text(
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("httpcore")]
     assert "send_request_headers.failed exception=LocalProtocolError" in messages
     assert "leaked-" not in caplog.text
+
+
+def test_an_interrupt_while_the_refresh_answer_is_read_hands_it_to_the_late_answer_path() -> None:
+    """The server has rotated the token and its answer is in hand: an interrupt that lands while the
+    gateway reads it (between the request and the return) still gets the pair stored (on_late),
+    then goes on."""
+
+    class InterruptedWhileReading(HttpxTokenGateway):
+        def _check_status(self, op, status):  # noqa: ANN001 - where a Ctrl-C may land
+            if op == "refresh":
+                raise KeyboardInterrupt
+            super()._check_status(op, status)
+
+    access, refresh = access_token(), refresh_token()
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"access": access, "refresh": refresh}))
+    gateway = InterruptedWhileReading(transport=transport)
+    handed: list[object] = []
+    with pytest.raises(KeyboardInterrupt):
+        gateway.refresh("https://auth.example.test", refresh_token(), on_late=handed.append)
+    assert [(t.access, t.refresh) for t in handed] == [(access, refresh)]
+    gateway.close()

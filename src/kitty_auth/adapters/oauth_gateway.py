@@ -28,6 +28,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 from kitty_auth.adapters.https_client import LOGIN_AGAIN_HINT, HttpsClient, raise_for_status
 from kitty_auth.adapters.response_fields import Instant, Seconds, SessionId, Slug, Token, parse
 from kitty_auth.domain.errors import MalformedResponseError, TokenRejectedError
+from kitty_auth.domain.interrupts import INTERRUPTS
 from kitty_auth.domain.model import Credentials, Identity, IssuedTokens, Team, normalize_server_url
 from kitty_auth.domain.oauth import (
     DEVICE_GRANT,
@@ -265,7 +266,11 @@ class HttpxOAuthGateway:
             "grant_type": "refresh_token", "refresh_token": sent, "client_id": client.client_id,
         }, on_late=late, key=sent)
         if status == 200:
-            return parse(OAuthTokenResponse, body).issued(refresh_fallback=sent)
+            try:
+                return parse(OAuthTokenResponse, body).issued(refresh_fallback=sent)
+            except INTERRUPTS:  # the answer is in hand: it reaches the store before the interrupt goes on
+                late(status, body)
+                raise
         error = _oauth_error(body) if status in (400, 401) else None
         if status == 401 or error == "invalid_grant":
             raise TokenRejectedError()

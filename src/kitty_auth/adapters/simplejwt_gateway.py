@@ -35,6 +35,7 @@ from kitty_auth.domain.errors import (
     TokenRejectedError,
     UnexpectedStatusError,
 )
+from kitty_auth.domain.interrupts import INTERRUPTS
 from kitty_auth.domain.model import MAX_LIFETIME, IssuedTokens, WsToken, normalize_server_url
 
 logger = logging.getLogger("kitty_auth.http")
@@ -128,8 +129,12 @@ class HttpxTokenGateway(HttpsClient):
             "POST", f"{base}{REFRESH_PATH}", json={"refresh": refresh_token},
             body_for_any_status=False, on_late=late, key=refresh_token,
         )
-        self._check_status("refresh", status)
-        return parse(TokenPairResponse, body).issued()
+        try:
+            self._check_status("refresh", status)
+            return parse(TokenPairResponse, body).issued()
+        except INTERRUPTS:  # the answer is in hand: it reaches the store before the interrupt goes on
+            late(status, body)
+            raise
 
     def blacklist(self, server_url: str, refresh_token: str, deadline: float = BLACKLIST_TIMEOUT) -> str:
         """Revoke a password session's refresh token (simplejwt's blacklist endpoint), within ``deadline`` s (5 s).
