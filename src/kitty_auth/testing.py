@@ -73,6 +73,9 @@ class InMemoryCredentialRepository:
         self.lock_acquisitions = 0
         self._lock = threading.RLock()
         self.on_lock: Callable[[], None] | None = None  # runs after the lock is taken
+        # Each runs once, in turn, inside a save before anything is stored (e.g. raises
+        # KeyboardInterrupt: a save that Ctrl-C cut short).
+        self.on_save: list[Callable[[], None]] = []
 
     @property
     def location(self) -> str:
@@ -83,6 +86,8 @@ class InMemoryCredentialRepository:
 
     def save(self, credentials: Credentials) -> None:
         with self.lock():
+            if self.on_save:
+                self.on_save.pop(0)()
             kept = [o for o in self.others if not same_account(o.credentials, credentials)]
             if self.credentials is not None and not same_account(self.credentials, credentials):
                 kept.insert(0, StoredSession(self.credentials, active=False, last_used=datetime.now(UTC)))
@@ -221,6 +226,10 @@ class FakeTokenGateway(_FakeServer):
     # NetworkError and the answer waits in late_answers until the test delivers it.
     answer_late: int = 0
     late_answers: list[Callable[[], None]] = field(default_factory=list)
+    # The next N refreshes are processed (rotated) and the caller is interrupted (Ctrl-C) while
+    # the answer is on its way: as the HTTPS core does, the answer goes to on_late in the
+    # caller's thread, then KeyboardInterrupt is raised.
+    interrupt_while_answering: int = 0
     # Opaque tokens (not JWTs) whose lifetimes the response states in expires_in and
     # refresh_token_expires_in, as spec-kitty 3.x and the reference server's opaque mode do.
     opaque: bool = False
@@ -259,6 +268,11 @@ class FakeTokenGateway(_FakeServer):
             if on_late is not None:
                 self.late_answers.append(lambda: on_late(issued))
             raise NetworkError()
+        if self.interrupt_while_answering:
+            self.interrupt_while_answering -= 1
+            if on_late is not None:
+                on_late(issued)
+            raise KeyboardInterrupt()
         return issued
 
     def ws_token(self, server_url: str, access_token: str) -> WsToken:

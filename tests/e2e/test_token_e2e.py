@@ -6,11 +6,7 @@ joins the leak check (``E2E.token``); every value of SPEC_KITTY_SAAS_TOKEN is a 
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 import tomllib
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +15,16 @@ import pytest
 
 from refserver import REFRESH_PATH, SYNC_HEALTH_PATH, WS_TOKEN_PATH
 
-from .conftest import CLI, E2E, HANG_LIMIT, Run
+from .conftest import CLI, E2E
+from .test_interrupts import (  # noqa: F401 (password_session is a fixture)
+    SIGNALS,
+    assert_interrupted,
+    background,
+    password_session,
+    processed,
+    server_log_shows,
+    stored_tokens,
+)
 from .test_server_faults import instant, set_stored, snapshot
 
 pytestmark = pytest.mark.e2e
@@ -111,40 +116,24 @@ def test_token_without_a_session_is_one_sentence_naming_the_login_command(e2e: E
     assert "Error: Not logged in. Run `kitty-auth auth login` first." in run.stderr
 
 
-def wait_for_log(e2e: E2E, condition: Callable[[dict[str, Any]], bool]) -> None:
-    """Wait until an entry of the server's request log satisfies ``condition`` (a hang bound, not a timing claim)."""
-    deadline = time.monotonic() + HANG_LIMIT
-    while not any(condition(entry) for entry in e2e.server.stats()["log"]):
-        assert time.monotonic() < deadline, "the server never got there"
-        time.sleep(0.05)
-
-
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_an_interrupt_during_its_refresh_never_loses_the_session(logged_in: E2E, signum: int, code: int) -> None:
-    """The server rotates the refresh token, then holds its answer 2 s; the signal comes meanwhile."""
-    e2e = logged_in
-    set_stored(e2e, "tokens", "access_expires_at", instant(-timedelta(minutes=1)))
-    e2e.server.reset_stats()
+@pytest.mark.parametrize("name", list(SIGNALS))
+def test_an_interrupt_during_its_refresh_never_loses_the_session(password_session: E2E, name: str) -> None:
+    """The server rotates the refresh token, then holds its answer 2 s; SIGINT or SIGTERM comes meanwhile.
+    The answer is awaited and stored before the CLI exits 130 (143); the next `auth token` works."""
+    e2e = password_session  # logged in, the access token made to look expired: the next call refreshes
+    signum, code = SIGNALS[name]
     e2e.server.add_fault(REFRESH_PATH, after_view=True, delay=2, count=1)
-    proc = subprocess.Popen([CLI, "auth", "token"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=e2e.env())
-    try:
-        wait_for_log(e2e, lambda entry: entry["path"] == REFRESH_PATH and entry.get("view_status") == 200)
-        proc.send_signal(signum)  # the server has rotated the refresh token; its answer is on its way
-        stdout, stderr = proc.communicate(timeout=HANG_LIMIT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    run = e2e._record(Run(["token"], proc.returncode, stdout, stderr), prints_a_token=True)  # noqa: SLF001
-    assert run.returncode == code, run.output
+    running = background(e2e, [CLI, "auth", "token"])
+    server_log_shows(e2e, processed(REFRESH_PATH))  # rotated; the answer is on its way
+    running.proc.send_signal(signum)
+    run = running.finish()
+    assert_interrupted(run, code)
     assert run.stdout == ""
-
-    after = stored(e2e)["tokens"]
-    assert e2e.server.refresh_token_accepted(after["refresh"])  # the rotated session was stored
+    assert e2e.server.refresh_token_accepted(stored_tokens(e2e)["refresh"])  # the rotated session was stored
     again = e2e.token()
     assert again.returncode == 0, again.output
-    assert again.stdout == stored(e2e)["tokens"]["access"] + "\n" and works(e2e, again.stdout.strip())
+    assert again.stdout == stored_tokens(e2e)["access"] + "\n" and works(e2e, again.stdout.strip())
+    assert refreshes(e2e) == 1  # the stored answer made a second refresh unnecessary
 
 
 # --------------------------------------------------------------------------- SPEC_KITTY_SAAS_TOKEN

@@ -9,11 +9,14 @@ bounds asserted are generous hang checks, not speed checks; thread ends are poll
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import pytest
 import trustme
 
 from kitty_auth.adapters.clock import SystemClock
+from kitty_auth.adapters.https_client import _Exchange
 from kitty_auth.adapters.oauth_gateway import HttpxOAuthGateway
 from kitty_auth.adapters.session_gateway import SessionTokenGateway
 from kitty_auth.adapters.simplejwt_gateway import HttpxTokenGateway
@@ -29,6 +33,7 @@ from kitty_auth.adapters.toml_repository import TomlCredentialRepository
 from kitty_auth.domain.errors import CredentialsLockTimeoutError, NetworkError
 from kitty_auth.domain.model import Credentials, IssuedTokens, LoginMethod, OAuthClient, TokenPair
 from kitty_auth.domain.use_cases import EnsureFreshToken
+from kitty_auth.entrypoints.cli import Terminated, _on_sigterm
 from kitty_auth.testing import make_jwt
 
 NOW = datetime.now(UTC)
@@ -417,3 +422,284 @@ def test_a_late_oauth_refresh_answer_keeps_the_session(server, tmp_path: Path) -
     assert use_case.execute().tokens.access == OAUTH_PAIR["access_token"]
     assert srv.requests == 1
     gw.close()
+
+
+# --------------------------------------------------------------------------- interrupts (Ctrl-C, SIGTERM)
+#
+# A real signal to the main thread (which runs the test and the request's caller), sent once the server holds
+# the request: the server has rotated the token, its answer is on its way. Each step waits on an event: the
+# server's "request received", and the core's own log line saying it now waits for the answer after the
+# interrupt; nothing waits on a fixed time.
+
+WAITING_AFTER_INTERRUPT = "interrupted while a refresh was on its way; waiting for its answer first"
+
+
+class HeldAnswer:
+    """A server that holds each request until ``release`` is set, then answers ``payload``."""
+
+    def __init__(self, server, payload: dict[str, object]) -> None:
+        self.received = threading.Event()
+        self.release = threading.Event()
+
+        def script(tls: ssl.SSLSocket, body: bytes) -> None:
+            self.received.set()
+            self.release.wait(30)  # the server has carried the refresh out; its answer waits for the test
+            answer(tls, payload)
+
+        self.srv: ScriptedTLSServer = server(script)
+        self.url = self.srv.url
+
+
+class LogEvent(logging.Handler):
+    """An event set when the ``kitty_auth.http`` logger logs ``message``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.message, self.seen = message, threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == self.message:
+            self.seen.set()
+
+
+@pytest.fixture
+def core_log() -> Iterator[Callable[[str], threading.Event]]:
+    """``core_log(message)``: an event set when the HTTPS core logs ``message``."""
+    log = logging.getLogger("kitty_auth.http")
+    level, handlers = log.level, []
+
+    def watch(message: str) -> threading.Event:
+        handler = LogEvent(message)
+        log.addHandler(handler)
+        handlers.append(handler)
+        return handler.seen
+
+    log.setLevel(logging.DEBUG)
+    yield watch
+    log.setLevel(level)
+    for handler in handlers:
+        log.removeHandler(handler)
+
+
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+
+
+@contextmanager
+def signals_when(*steps: tuple[threading.Event, int]) -> Iterator[None]:
+    """Send each ``(event, signum)`` to the main thread (the caller's), in order, once its event is set, as
+    a terminal's Ctrl-C or `kill` would. SIGINT raises KeyboardInterrupt, as Python's own handler does;
+    SIGTERM goes to the CLI's handler, which raises ``Terminated``. Both only inside the block: a signal
+    that arrived after it (a bug) would otherwise end the whole test session, so it fails the test."""
+    assert threading.current_thread() is threading.main_thread()
+    target, stop, armed, strays = threading.main_thread().ident, threading.Event(), [True], []
+    assert target is not None
+
+    def handler(signum: int, frame: object) -> None:
+        if not armed[0]:
+            strays.append(signum)
+        elif signum == signal.SIGTERM:
+            _on_sigterm(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    def fire() -> None:
+        for event, signum in steps:
+            while not event.wait(0.05):
+                if stop.is_set():
+                    return
+            signal.pthread_kill(target, signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS.values()}
+    thread = threading.Thread(target=fire, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        armed[0] = False
+        stop.set()
+        thread.join(10)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+    assert not strays, "a signal arrived after the interrupted call had returned"
+
+
+def release_when(event: threading.Event, held: HeldAnswer) -> None:
+    threading.Thread(target=lambda: event.wait(30) and held.release.set(), daemon=True).start()
+
+
+def expired_password_session(repo: TomlCredentialRepository, url: str) -> None:
+    expired = TokenPair(jwt("access", timedelta(minutes=15)), "old-refresh",
+                        access_expires_at=NOW - timedelta(minutes=1), refresh_expires_at=NOW + timedelta(days=6))
+    repo.save(Credentials(tokens=expired, username="u", server_url=url))
+
+
+@pytest.mark.parametrize("name", list(SIGNALS))
+def test_an_interrupt_while_a_rotated_answer_is_on_its_way_stores_it_first(server, core_log, tmp_path: Path,
+                                                                          name: str) -> None:
+    """The review's Ctrl-C (and SIGTERM) case: the server has rotated, the answer takes a moment; the caller is
+    interrupted. The answer is awaited and stored before the interrupt goes on, and the lock is free after."""
+    pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
+    held = HeldAnswer(server, pair)
+    path = tmp_path / "credentials"
+    repo = TomlCredentialRepository(path, lock_timeout=5.0)
+    expired_password_session(repo, held.url)
+    gw = HttpxTokenGateway(late_answer_window=30.0)
+    use_case = EnsureFreshToken(repo, SessionTokenGateway(gw), SystemClock())
+    release_when(core_log(WAITING_AFTER_INTERRUPT), held)
+
+    with signals_when((held.received, SIGNALS[name])):
+        with pytest.raises(Terminated if name == "SIGTERM" else KeyboardInterrupt):
+            use_case.execute()
+
+    assert repo.load().tokens.refresh == pair["refresh"]  # stored already: no waiting for a background thread
+    with TomlCredentialRepository(path, lock_timeout=0.0).lock():
+        pass  # and the lock was released on the way out
+    assert use_case.execute().tokens.access == pair["access"] and held.srv.requests == 1
+    gw.close()
+
+
+def test_an_interrupted_oauth_refresh_is_stored_first_too(server, core_log, tmp_path: Path) -> None:
+    held = HeldAnswer(server, OAUTH_PAIR)
+    repo = TomlCredentialRepository(tmp_path / "credentials", lock_timeout=5.0)
+    repo.save(oauth_session(held.url, access_expires_at=NOW - timedelta(minutes=1)))
+    gw = HttpxTokenGateway(late_answer_window=30.0)
+    use_case = EnsureFreshToken(repo, SessionTokenGateway(gw, lambda: HttpxOAuthGateway(gw)), SystemClock())
+    release_when(core_log(WAITING_AFTER_INTERRUPT), held)
+
+    with signals_when((held.received, signal.SIGINT)), pytest.raises(KeyboardInterrupt):
+        use_case.execute()
+
+    stored = repo.load()
+    assert stored.tokens.refresh == OAUTH_PAIR["refresh_token"] and stored.oauth is not None
+    gw.close()
+
+
+def test_the_answer_goes_to_on_late_in_the_callers_thread_before_the_interrupt(server, core_log) -> None:
+    pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
+    held = HeldAnswer(server, pair)
+    got: list[tuple[str, str]] = []
+    gw = HttpxTokenGateway(late_answer_window=30.0)
+    release_when(core_log(WAITING_AFTER_INTERRUPT), held)
+
+    with signals_when((held.received, signal.SIGINT)), pytest.raises(KeyboardInterrupt):
+        gw.refresh(held.url, "old-refresh",
+                   on_late=lambda issued: got.append((issued.refresh, threading.current_thread().name)))
+
+    assert got == [(pair["refresh"], threading.main_thread().name)]
+    gw.close()
+
+
+def test_an_interrupted_caller_whose_answer_misses_the_deadline_leaves_it_to_the_late_answer_path(
+        server, tmp_path: Path) -> None:
+    """The REPL case: the interrupt is caught and the process goes on. Before the fix the flight was never
+    abandoned, so the answer that came later was neither returned nor handed to the late-answer path."""
+    pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
+    held = HeldAnswer(server, pair)
+    path = tmp_path / "credentials"
+    repo = TomlCredentialRepository(path, lock_timeout=5.0)
+    expired_password_session(repo, held.url)
+    gw = HttpxTokenGateway(total_timeout=1.0, late_answer_window=30.0)
+    use_case = EnsureFreshToken(repo, SessionTokenGateway(gw), SystemClock())
+
+    with signals_when((held.received, signal.SIGINT)), pytest.raises(KeyboardInterrupt):
+        use_case.execute()  # waits out its 1 s deadline after the interrupt: the server still holds the answer
+    held.release.set()
+
+    assert wait_until(lambda: repo.load().tokens.refresh == pair["refresh"], bound=10.0)
+    assert use_case.execute().tokens.access == pair["access"] and held.srv.requests == 1
+    gw.close()
+
+
+def test_a_second_ctrl_c_stops_waiting_at_once_and_the_answer_still_reaches_the_late_answer_path(
+        server, core_log, tmp_path: Path) -> None:
+    pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
+    held = HeldAnswer(server, pair)
+    path = tmp_path / "credentials"
+    repo = TomlCredentialRepository(path, lock_timeout=5.0)
+    expired_password_session(repo, held.url)
+    gw = HttpxTokenGateway(late_answer_window=30.0)
+    use_case = EnsureFreshToken(repo, SessionTokenGateway(gw), SystemClock())
+    waiting = core_log(WAITING_AFTER_INTERRUPT)
+
+    with signals_when((held.received, signal.SIGINT), (waiting, signal.SIGINT)):
+        with pytest.raises(KeyboardInterrupt):
+            use_case.execute()
+    assert not held.release.is_set() and repo.load().tokens.refresh == "old-refresh"  # gone before the answer
+    held.release.set()
+
+    assert wait_until(lambda: repo.load().tokens.refresh == pair["refresh"], bound=10.0)  # a host that goes on
+    gw.close()
+
+
+def test_a_caller_interrupted_while_waiting_for_an_earlier_flight_hands_its_answer_over(server, core_log) -> None:
+    pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
+    held = HeldAnswer(server, pair)
+    gw = HttpxTokenGateway(total_timeout=0.5, late_answer_window=30.0)
+    background: list[str] = []
+    with pytest.raises(NetworkError):  # the first caller gives up; its request stays in flight
+        gw.refresh(held.url, "old-refresh", on_late=lambda issued: background.append(issued.refresh))
+    gw._total_timeout = 8.0  # the second caller waits up to 8 s for the first one's answer
+    got: list[str] = []
+    waiting_for_the_first = core_log("a refresh with this token is still in flight; waiting for its answer")
+    release_when(core_log(WAITING_AFTER_INTERRUPT), held)
+
+    with signals_when((waiting_for_the_first, signal.SIGINT)), pytest.raises(KeyboardInterrupt):
+        gw.refresh(held.url, "old-refresh", on_late=lambda issued: got.append(issued.refresh))
+
+    assert got == [pair["refresh"]] and held.srv.requests == 1
+    gw.close()
+
+
+def test_an_interrupted_request_that_changes_nothing_is_shut_down_at_once(server) -> None:
+    release = threading.Event()
+    received = threading.Event()
+
+    def script(tls: ssl.SSLSocket, body: bytes) -> None:
+        received.set()
+        silent(release)(tls, body)
+
+    srv = server(script)
+    before = len(http_threads())
+    gw = HttpxTokenGateway(timeout=httpx.Timeout(60.0), total_timeout=60.0)  # only the shutdown ends it in time
+    try:
+        with signals_when((received, signal.SIGINT)), pytest.raises(KeyboardInterrupt):
+            gw.ws_token(srv.url, "a.b.c")
+        assert srv.closed.wait(10.0), "the connection of the interrupted request stayed open"
+        assert wait_until(lambda: len(http_threads()) == before, bound=10.0)
+    finally:
+        release.set()
+        gw.close()
+
+
+def test_a_late_answer_being_stored_is_still_the_answer_for_the_same_token(server) -> None:
+    """The review's race: the worker dropped the token from the in-flight table before its late answer was
+    stored, so a refresh starting in that gap sent the rotated-out token again (and lost the session)."""
+    pair = {"access": jwt("access", timedelta(minutes=15)), "refresh": jwt("refresh", timedelta(days=7))}
+    held = HeldAnswer(server, pair)
+    storing, stored = threading.Event(), threading.Event()
+
+    def slow_store(issued: IssuedTokens) -> None:  # stands in for _store_late waiting for the lock
+        storing.set()
+        stored.wait(30)
+
+    gw = HttpxTokenGateway(total_timeout=0.5, late_answer_window=30.0)
+    with pytest.raises(NetworkError):
+        gw.refresh(held.url, "old-refresh", on_late=slow_store)
+    held.release.set()
+    assert storing.wait(10.0)  # the worker has the answer and is storing it: the gap
+    try:
+        second = gw.refresh(held.url, "old-refresh")
+    finally:
+        stored.set()
+    assert second.refresh == pair["refresh"] and held.srv.requests == 1  # the old token was not sent again
+    gw.close()
+
+
+def test_an_exchange_shows_no_secret_in_its_repr() -> None:
+    exchange = _Exchange("POST", "https://example.test/api/v1/token/", "/api/v1/token/",
+                         {"username": "u", "password": "pw-secret-value"},
+                         {"refresh_token": "rt-secret-value"}, {"Authorization": "Bearer at-secret-value"},
+                         0.0, 8.0, False)
+    text = repr(exchange)
+    assert "/api/v1/token/" in text
+    assert not any(secret in text for secret in ("pw-secret-value", "rt-secret-value", "at-secret-value"))

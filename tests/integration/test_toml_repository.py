@@ -1370,3 +1370,21 @@ def test_a_save_does_not_replace_a_file_the_tracker_truncated_after_our_read(pat
     assert waits == [toml_repository._SETTLE] and not tracker.is_alive()
     assert tracker_table(path) == {"token": "tracker-secret"}
     assert TomlCredentialRepository(path).load() == second
+
+
+@pytest.mark.parametrize("content", [
+    b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n",  # nested deeper than tomllib can recurse
+    b"[tracker]\nn = " + b"9" * 5000 + b"\n",  # an integer tomllib refuses with a plain ValueError
+], ids=["deep nesting", "5000-digit integer"])
+def test_a_file_python_cannot_read_as_toml_is_corrupt_and_kept_aside_by_login_and_logout(path: Path, content: bytes) -> None:
+    repo = TomlCredentialRepository(path, sleep=lambda _: None)
+    path.parent.mkdir(mode=0o700)
+    path.write_bytes(content)
+    with pytest.raises(CorruptCredentialsError):
+        repo.load()
+    creds = make_credentials()
+    repo.save(creds)
+    assert repo.load() == creds and path.with_name("credentials.unparsable.1").read_bytes() == content
+    path.write_bytes(content)
+    assert repo.clear() is True and not path.exists()
+    assert path.with_name("credentials.unparsable.2").read_bytes() == content

@@ -184,3 +184,22 @@ def test_library_and_host_logout_leave_no_session_active_and_say_nothing_of_the_
     assert out.exit_code == 1 and "Not logged in" in out.output and "1 other stored session" in out.output
     switched = world.run("switch")
     assert switched.exit_code == 0 and accounts(world) == [(USER, True)]
+
+
+def test_a_late_refresh_answer_lands_on_its_own_account_after_a_switch(world: World) -> None:
+    """A refresh answered after its caller gave up (the server has rotated the token) is stored on
+    the account that sent it, even when another session became active meanwhile."""
+    from kitty_auth.domain.use_cases import EnsureFreshToken
+
+    login_as(world, USER, PASSWORD)
+    first = world.repo.load()
+    world.gateway.answer_late = 1
+    world.clock.advance(timedelta(minutes=16))
+    with pytest.raises(Exception):
+        EnsureFreshToken(world.repo, world.gateway, world.clock).execute()
+    login_as(world, SECOND, "pw2")  # the user switches accounts before the late answer arrives
+    world.gateway.late_answers.pop()()
+    stored = {s.credentials.username: s.credentials for s in world.repo.sessions()}
+    assert stored[USER].tokens.refresh != first.tokens.refresh  # the rotated pair was kept
+    assert stored[USER].tokens.refresh in world.gateway.valid_refresh
+    assert world.repo.load().username == SECOND

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +27,7 @@ from kitty_auth.domain.errors import (
     UnexpectedStatusError,
 )
 from kitty_auth.domain.model import Credentials, Identity, LoginMethod, Team, TokenPair
-from kitty_auth.entrypoints.cli import auth, cli
+from kitty_auth.entrypoints.cli import Terminated, _on_sigterm, auth, cli
 from kitty_auth.entrypoints.library import CredentialStore
 from kitty_auth.testing import FakeClock, FakeOAuthServer, FakeTokenGateway, InMemoryCredentialRepository, make_jwt
 
@@ -287,6 +290,63 @@ class TestLogin:
         assert result.exit_code == 130
         assert result.output.splitlines()[-1] == "Aborted."
         assert world.repo.credentials is None
+
+    def test_ctrl_c_once_the_server_answered_stores_the_session_and_says_so(self, world):
+        def ctrl_c():
+            raise KeyboardInterrupt
+
+        world.repo.on_save.append(ctrl_c)  # Ctrl-C while the session the server issued is being saved
+        result = world.run("login", "-u", USER, "--password-stdin", input=PASSWORD + "\n")
+        assert result.exit_code == 130 and "Traceback" not in result.output
+        assert result.output.splitlines()[-2:] == [
+            "Login interrupted after the server had issued the session: it was stored, so you are logged in as "
+            f"{USER} at {SERVER} (`kitty-auth auth logout` ends it).",
+            "Aborted.",
+        ]
+        assert world.repo.credentials is not None and world.repo.credentials.username == USER
+
+    def test_sigterm_exits_143(self, world):
+        def terminated(*args):
+            raise Terminated
+
+        world.gateway.obtain = terminated
+        result = world.run("login", "-u", USER, "--password-stdin", input=PASSWORD + "\n")
+        assert result.exit_code == 143 and result.output.splitlines()[-1] == "Terminated."
+        assert world.repo.credentials is None
+
+    def test_a_real_sigterm_during_a_command_exits_143_and_the_default_is_back_afterwards(self, world):
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # else this test would not show anything
+        seen = []
+
+        def obtain(*args):
+            seen.append(signal.getsignal(signal.SIGTERM))
+            if seen[0] is not _on_sigterm:  # never kill the test run with the default disposition
+                raise AssertionError("no SIGTERM handler while the command runs")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises in this thread long before this ends
+
+        world.gateway.obtain = obtain
+        result = world.run("login", "-u", USER, "--password-stdin", input=PASSWORD + "\n")
+        assert result.exit_code == 143, result.output
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+    def test_a_hosts_own_sigterm_handler_is_left_alone(self, world):
+        def hosts(signum, frame):
+            raise SystemExit(0)
+
+        previous = signal.signal(signal.SIGTERM, hosts)
+        try:
+            seen = []
+
+            def obtain(*args):
+                seen.append(signal.getsignal(signal.SIGTERM))
+                raise NetworkError("auth.example.test: timed out")
+
+            world.gateway.obtain = obtain
+            world.run("login", "-u", USER, "--password-stdin", input=PASSWORD + "\n")
+            assert seen == [hosts] and signal.getsignal(signal.SIGTERM) is hosts
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 class TestLoginTarget:

@@ -77,6 +77,19 @@ def test_401_refreshes_once_and_retries_once_with_the_same_body(setup) -> None:
     assert api.auths == [f"Bearer {old}", f"Bearer {repo.credentials.tokens.access}"]
 
 
+def test_an_interrupted_refresh_after_a_401_stores_the_answer_before_the_interrupt(setup) -> None:
+    auth, gateway, repo, api = setup
+    old = repo.credentials.tokens.refresh
+    gateway.revoke_access()
+    gateway.interrupt_while_answering = 1  # the server rotates; Ctrl-C while its answer is on its way
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as http, pytest.raises(KeyboardInterrupt):
+        http.get(SERVER + "/api/v1/x")
+    assert repo.credentials.tokens.refresh != old and repo.credentials.tokens.refresh in gateway.valid_refresh
+    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as http:
+        assert http.get(SERVER + "/api/v1/x").status_code == 200  # the stored answer serves the next request
+    assert gateway.calls.count("refresh") == 1
+
+
 def test_a_second_401_is_returned_not_retried_again(setup) -> None:
     auth, gateway, repo, api = setup
     gateway.revoke_access()

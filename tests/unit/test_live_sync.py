@@ -248,13 +248,13 @@ async def test_messages_that_are_not_json_objects_are_skipped_without_logging_th
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    conn = FakeConnection("not json SECRET-CONTENT", "[1, 2]", '"SECRET-STRING"', {"type": "event"})
+    conn = FakeConnection("not json SECRET-CONTENT", "[1, 2]", '"SECRET-STRING"', "[" * 200_000, {"type": "event"})
     session = make_session(FakeConnector([conn]))
     await session.open()
     assert await session.receive() == {"type": "event"}
     await session.close()
     assert "SECRET" not in caplog.text
-    assert sum("not a JSON object" in r.getMessage() for r in caplog.records) == 3
+    assert sum("not a JSON object" in r.getMessage() for r in caplog.records) == 4
 
 
 async def test_a_dropped_connection_reconnects_with_a_new_ws_token_and_delivers_the_snapshot_again() -> None:

@@ -13,7 +13,7 @@ from kitty_auth.domain.errors import CredentialsLockTimeoutError, NetworkError
 from kitty_auth.domain.model import LoginMethod
 from kitty_auth.domain.oauth import CallbackPage
 from kitty_auth.domain.oauth_errors import MetadataUnavailableError
-from kitty_auth.entrypoints.cli import cli
+from kitty_auth.entrypoints.cli import Terminated, cli
 from kitty_auth.testing import (
     FakeBrowser,
     FakeCallbackListener,
@@ -99,6 +99,22 @@ def test_ctrl_c_while_polling_exits_130_and_stores_nothing(world: World) -> None
     world.server.fail_next("poll_device", KeyboardInterrupt())  # type: ignore[arg-type]
     result = world.run("login", "--device")
     assert result.exit_code == 130 and "Aborted." in result.output and world.repo.credentials is None
+
+
+def test_ctrl_c_after_the_code_exchange_revokes_the_issued_session_and_says_so(world: World) -> None:
+    world.server.fail_next("me", KeyboardInterrupt())  # type: ignore[arg-type]
+    result = world.run("login", "--web")
+    assert result.exit_code == 130 and world.repo.credentials is None
+    assert result.output.splitlines()[-2:] == [
+        "Login interrupted: nothing was stored, and the server revoked the session it had just issued.", "Aborted."]
+    assert world.server.revoked and not world.server.valid_refresh
+
+
+def test_sigterm_after_the_code_exchange_revokes_too_and_exits_143(world: World) -> None:
+    world.server.fail_next("me", Terminated())  # type: ignore[arg-type]
+    result = world.run("login", "--web")
+    assert result.exit_code == 143 and result.output.splitlines()[-1] == "Terminated."
+    assert "the server revoked the session it had just issued" in result.output and world.server.revoked
 
 
 def test_browser_denial_exits_1_and_stores_nothing(world: World) -> None:

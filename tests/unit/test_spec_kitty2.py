@@ -217,6 +217,24 @@ def test_get_access_token_returns_none_instead_of_raising(world: World, failure:
         assert world.repo.credentials is not None  # a transient failure never costs the session
 
 
+def test_an_interrupted_refresh_stores_the_answer_and_the_interrupt_reaches_the_host(world: World) -> None:
+    """Ctrl-C is not turned into None: the host sees it, and the session the server rotated is kept."""
+    world.login()
+    old = world.repo.credentials.tokens.refresh
+    world.clock.advance(timedelta(minutes=16))
+
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    world.repo.on_save.append(ctrl_c)  # Ctrl-C while the refreshed session is being saved
+    with pytest.raises(KeyboardInterrupt):
+        world.client.get_access_token()
+    assert world.repo.credentials.tokens.refresh not in (old, None)
+    assert world.repo.credentials.tokens.refresh in world.gateway.valid_refresh
+    assert world.client.get_access_token() == world.repo.credentials.tokens.access
+    assert world.gateway.calls.count("refresh") == 1
+
+
 def test_obtain_ws_token_returns_the_token_string(world: World) -> None:
     world.login()
     token = world.client.obtain_ws_token()

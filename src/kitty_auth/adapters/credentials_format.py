@@ -85,6 +85,11 @@ OUR_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+# What tomllib (or decoding) raises for bytes that are not a TOML document we can read: invalid UTF-8
+# or TOML (both ValueErrors), an integer of over 4,300 digits (a plain ValueError), deep nesting.
+NOT_TOML: Final = (ValueError, RecursionError)
+
+
 class FormatError(ValueError):
     """The file is not a credentials file; the message never quotes a value from it."""
 
@@ -98,7 +103,7 @@ def parse(data: bytes) -> Credentials | None:
         raise FormatError("empty file")  # a torn or truncated write, not another program's file
     try:
         doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):  # deep nesting: not a credentials file
+    except NOT_TOML:
         raise FormatError("not valid TOML") from None
     try:
         return _session(doc)
@@ -266,7 +271,7 @@ def parse_others(data: bytes) -> list[OtherSession]:
     """The other stored sessions in ``data``, most recently used first. FormatError when not TOML."""
     try:
         doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+    except NOT_TOML:
         raise FormatError("not valid TOML") from None
     entries = doc.get(ACCOUNTS)
     if not isinstance(entries, list):
@@ -389,7 +394,7 @@ def _others_match(out: bytes, expected: list[OtherSession]) -> bool:
 def _is_toml_text(data: bytes) -> bool:
     try:
         tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+    except NOT_TOML:
         return False
     return True
 
@@ -435,7 +440,7 @@ def _edited(existing: bytes, values: dict[str, dict[str, Any]], others: list[Oth
         try:
             if check(data) and _plain(_foreign_data(tomllib.loads(out))) == before:
                 return data
-        except (FormatError, tomllib.TOMLDecodeError, RecursionError):
+        except NOT_TOML:  # FormatError is a ValueError too
             continue
     raise EditRefusedError("the file's layout cannot be updated without changing data other programs keep in it")
 
@@ -650,7 +655,7 @@ def _header_kind(line: str) -> tuple[str, str | None]:
     headers, ("other", None) for the rest."""
     try:
         doc = tomllib.loads(line + "\n")
-    except (tomllib.TOMLDecodeError, RecursionError):
+    except NOT_TOML:
         return "other", None
     if len(doc) != 1:
         return "other", None
@@ -666,7 +671,7 @@ def _is_bare(body: str, name: str) -> bool:
     """Our table ``name`` with no key left and no comment (nothing anyone wrote): dropped."""
     try:
         return "#" not in body and tomllib.loads(body) == {name: {}}
-    except tomllib.TOMLDecodeError:
+    except NOT_TOML:
         return False
 
 

@@ -28,6 +28,9 @@ What this core guarantees
 * Late answers: a request the server may carry out although its answer comes too late (a refresh
   that rotates a token) keeps listening for the late-answer window (30 s) and hands the answer to
   ``on_late``; a second request with the same ``key`` waits for the first one's answer.
+* Interrupts: a caller interrupted (KeyboardInterrupt, or SystemExit from a host's signal handler)
+  while such a request is on its way keeps waiting for it within its own deadline and hands the
+  answer to ``on_late`` itself before the interrupt goes on; any other request is abandoned at once.
 * Bodies are streamed and abandoned once they exceed ``max_body_bytes``.
 * Errors: only domain errors leave this module, raised ``from None`` so httpx exceptions (whose
   text may contain URLs or, see below, header values) never appear in a user's traceback.
@@ -73,7 +76,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import urlsplit
@@ -92,6 +95,7 @@ from kitty_auth.domain.errors import (
     TokenRejectedError,
     UnexpectedStatusError,
 )
+from kitty_auth.domain.interrupts import INTERRUPTS
 from kitty_auth.domain.model import normalize_server_url
 
 logger = logging.getLogger("kitty_auth.http")
@@ -175,14 +179,15 @@ class _DeadlineExceeded(Exception):
 
 @dataclass(frozen=True)
 class _Exchange:
-    """One request as the worker thread sends it."""
+    """One request as the worker thread sends it. Its body and headers hold secrets (a refresh token,
+    a password, the Authorization header): they are kept out of its repr."""
 
     method: str
     url: str
     path: str  # what the logs show: never the host's user info (there is none) or a query
-    json: object
-    form: Mapping[str, str] | None
-    headers: Mapping[str, str] | None
+    json: object = field(repr=False)
+    form: Mapping[str, str] | None = field(repr=False)
+    headers: Mapping[str, str] | None = field(repr=False)
     started: float
     deadline: float  # how long the worker may read (the late-answer window for a refresh)
     body_for_any_status: bool
@@ -228,7 +233,8 @@ class _Flight:
     shut down at once (the worker wakes and ends); with one (a refresh the server may already
     have carried out) the worker keeps listening until the late-answer window ends, then hands
     the answer to ``late``. Either way the worker thread ends, and the httpx client it used is
-    closed, within that window.
+    closed, within that window. An interrupted caller abandons it too, at once without a
+    ``late`` handler, else only once its deadline passed (see ``_await_after_interrupt``).
     """
 
     def __init__(self, client: httpx.Client, late: LateAnswer | None) -> None:
@@ -285,8 +291,14 @@ class _Flight:
             watchdog.cancel()
         return abandoned
 
+    @property
+    def abandoned(self) -> bool:
+        """The caller gave up: the worker, not the caller, deals with the outcome."""
+        with self._lock:
+            return self._abandoned
+
     def abandon(self, window: float) -> bool:
-        """The caller's deadline passed (caller thread); False if the answer came just now."""
+        """The caller's deadline passed, or it was interrupted (caller thread); False if the answer came just now."""
         with self._lock:
             if self.done.is_set():
                 return False
@@ -308,6 +320,54 @@ class _Flight:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self.client.close()
+
+
+def _hand_over(late: LateAnswer, value: tuple[int, bytes] | None) -> None:
+    """Give an answer to its late-answer handler: from the worker, or from an interrupted caller.
+
+    An interrupt that cuts the handler short (it stores a rotated token) gets it run once more
+    before the interrupt goes on: handlers are idempotent (they store only if the file still
+    holds the token that was sent). Any other failure is logged: nobody is waiting for it.
+    """
+    if value is None:
+        return  # the request failed: nothing came that could be stored
+    try:
+        try:
+            late(*value)
+        except INTERRUPTS:
+            late(*value)
+            raise
+    except Exception as exc:  # noqa: BLE001 - nobody to raise to
+        logger.warning("handling a late answer failed (%s)", type(exc).__name__)
+
+
+def _await_after_interrupt(flight: _Flight, late: LateAnswer | None, wait: Callable[[], bool]) -> bool:
+    """The caller was interrupted (Ctrl-C; the CLI's SIGTERM) while ``flight`` was on its way. True once
+    the answer came and was handed to ``late``; False: leave the flight (``_leave``), then re-raise.
+
+    Without ``late`` the flight is left at once (its connection shut down). With it -- a refresh the
+    server may already have carried out, whose answer is then the only copy of the rotated token --
+    the caller keeps waiting, within the request's own deadline (``wait``), and hands the answer to
+    ``late`` itself, in its own thread (which may hold the credentials lock: it is re-entrant), so it
+    is stored before the interrupt takes effect. No answer by the deadline: the flight is left to the
+    late-answer path, as when a deadline passes (a process that then exits loses the answer; a host
+    that goes on stores it). A second interrupt cuts this short the same way (the caller's
+    ``finally``): whoever presses Ctrl-C twice gets out at once.
+    """
+    if late is None:
+        return False
+    logger.info("interrupted while a refresh was on its way; waiting for its answer first")
+    if not wait():
+        logger.info("no answer within the deadline: the refresh's answer is left to the late-answer path")
+        return False
+    _hand_over(late, flight.value)
+    return True
+
+
+def _leave(flight: _Flight, late: LateAnswer | None, abandon: Callable[[], bool]) -> None:
+    """Abandon an interrupted caller's flight to its worker; if its answer came just now, hand it over here."""
+    if not abandon() and late is not None:
+        _hand_over(late, flight.value)
 
 
 class HttpsClient:
@@ -408,7 +468,11 @@ class HttpsClient:
         that rotates a token): ``on_late`` receives ``(status, body)`` of an answer that arrives
         after the caller gave up (within the late-answer window, from the worker thread); ``key``
         (the refresh token) makes a second request with the same key, while the first is still
-        in flight, wait for the first one's answer instead of being sent.
+        in flight or its late answer is being handed over, wait for the first one's answer
+        instead of being sent. A caller interrupted while such a request is on its way (Ctrl-C)
+        waits for the answer within the deadline, hands it to ``on_late`` in its own thread and
+        then re-raises the interrupt; ``on_late`` must therefore be idempotent (an interrupt
+        that cuts it short gets it called once more).
         """
         normalize_server_url(url)  # validation only: keeps the caller's exact path
         for value in (headers or {}).values():
@@ -439,20 +503,46 @@ class HttpsClient:
 
         The key is a refresh token. Once its caller gave up, the server may already have
         rotated it, and sending it again could only be refused and cost the session: the
-        second caller waits (up to the total deadline) for the first request's outcome.
+        second caller waits (up to the total deadline) for the first request's outcome. The key
+        stays registered until that outcome is settled -- a late answer stored or discarded --
+        so a caller that comes while a late answer is being stored gets that answer too.
         """
         if key is not None:
             with self._lock:
                 earlier = self._refreshing.get(key)
-            if earlier is not None and not earlier.done.is_set():
-                logger.debug("a refresh with this token is still in flight; waiting for its answer")
-                if not earlier.done.wait(self._total_timeout):
-                    raise NetworkError(f"{_host_of(url)}: no answer within {self._total_timeout:g} s")
-                if earlier.error is not None:
-                    raise earlier.error
-                assert earlier.value is not None
-                return earlier.value
+            if earlier is not None:
+                return self._outcome_of(earlier, url, options.get("late"))
         return self._send(method, url, key=key, **options)
+
+    def _outcome_of(self, earlier: _Flight, url: str, late: LateAnswer | None) -> tuple[int, bytes]:
+        """The outcome of ``earlier``, a request with the same key, within the total deadline.
+
+        Interrupted while waiting for it, this caller keeps waiting (within the same deadline) and
+        hands an answer that comes to its own ``late`` handler before the interrupt goes on: in a
+        process about to exit, the earlier request's background handler would not get the time.
+        """
+        until = time.monotonic() + self._total_timeout
+        try:
+            if not earlier.done.is_set():
+                logger.debug("a refresh with this token is still in flight; waiting for its answer")
+            answered = earlier.done.wait(self._total_timeout)
+        except INTERRUPTS:
+            if late is not None:
+                logger.info("interrupted while a refresh was on its way; waiting for its answer first")
+                if earlier.done.wait(max(0.0, until - time.monotonic())):  # a second interrupt: gone at once
+                    _hand_over(late, earlier.value)
+            raise
+        if not answered:
+            raise NetworkError(f"{_host_of(url)}: no answer within {self._total_timeout:g} s")
+        if earlier.error is not None:
+            raise earlier.error
+        assert earlier.value is not None
+        return earlier.value
+
+    def _forget(self, key: str, flight: _Flight) -> None:
+        with self._lock:
+            if self._refreshing.get(key) is flight:
+                del self._refreshing[key]
 
     def _send(
         self,
@@ -489,29 +579,44 @@ class HttpsClient:
                 value = self._send_now(client, exchange, flight.trace)
             except BaseException as exc:  # handed to the caller's thread (or dropped if it left)
                 error = exc
-            abandoned = flight.finish(value, error)
-            if key is not None:
-                with self._lock:
-                    if self._refreshing.get(key) is flight:
-                        del self._refreshing[key]
-            if abandoned:
+            if not flight.finish(value, error):
+                return  # the caller has the outcome, and settles the key
+            try:
                 client.close()
-                if late is not None and value is not None:
-                    try:
-                        late(*value)
-                    except Exception as exc:  # noqa: BLE001 - nobody to raise to in this thread
-                        logger.warning("handling a late answer failed (%s)", type(exc).__name__)
+                if late is not None:
+                    _hand_over(late, value)
+            finally:
+                if key is not None:  # only now: until the late answer is stored, it is the answer
+                    self._forget(key, flight)
+
+        def abandon() -> bool:
+            """Leave the flight to the worker (False: its answer came just now, take it)."""
+            if not flight.abandon(listen - (time.monotonic() - started)):
+                return False
+            self._detach(client)  # the next request opens a new connection
+            return True
 
         threading.Thread(target=work, name="kitty-auth-http", daemon=True).start()
         read_timeout = client.timeout.read if late is not None else None
-        if not flight.wait(deadline, started, read_timeout) and flight.abandon(
-            listen - (time.monotonic() - started)
-        ):
-            self._detach(client)  # the next request opens a new connection
-            self._log(method, path, 0, started, note="total deadline exceeded")
-            waited = time.monotonic() - started
-            cause = f"no answer within {deadline:g} s" if waited >= deadline else "timed out"
-            raise NetworkError(f"{_host_of(url)}: {cause}")
+        try:
+            try:
+                answered = flight.wait(deadline, started, read_timeout)
+            except INTERRUPTS:
+                handed = False
+                try:
+                    handed = _await_after_interrupt(flight, late, lambda: flight.wait(deadline, started, read_timeout))
+                finally:  # also when a second interrupt cut the wait short
+                    if not handed:
+                        _leave(flight, late, abandon)
+                raise
+            if not answered and abandon():
+                self._log(method, path, 0, started, note="total deadline exceeded")
+                waited = time.monotonic() - started
+                cause = f"no answer within {deadline:g} s" if waited >= deadline else "timed out"
+                raise NetworkError(f"{_host_of(url)}: {cause}")
+        finally:
+            if key is not None and not flight.abandoned:
+                self._forget(key, flight)
         if flight.error is not None:
             raise flight.error
         assert flight.value is not None

@@ -18,16 +18,17 @@ See architecture.md, "OAuth logins".
 
 from __future__ import annotations
 
-import json
 import logging
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Annotated, Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from kitty_auth.adapters.https_client import LOGIN_AGAIN_HINT, HttpsClient, raise_for_status
-from kitty_auth.adapters.response_fields import Seconds, SessionId, Slug, Token, parse
+from kitty_auth.adapters.response_fields import Instant, Seconds, SessionId, Slug, Token, parse
 from kitty_auth.domain.errors import MalformedResponseError, TokenRejectedError
+from kitty_auth.domain.interrupts import INTERRUPTS
 from kitty_auth.domain.model import Credentials, Identity, IssuedTokens, Team, normalize_server_url
 from kitty_auth.domain.oauth import (
     DEVICE_GRANT,
@@ -51,9 +52,19 @@ logger = logging.getLogger("kitty_auth.oauth")
 
 ME_PATH: Final = "/api/v1/me"
 
+
+def _not_blank(text: str) -> str:
+    """Refuses text that shows nothing: only whitespace (" ", U+00A0...) and invisible format characters."""
+    if all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text):
+        raise ValueError("blank")  # pydantic reports a ValueError as invalid
+    return text
+
+
 # Text we may print (a name, an email, a URL to visit): no control characters, so a hostile
-# server cannot rewrite the user's terminal.
-Printable = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+# server cannot rewrite the user's terminal. Printable is never blank: an identity of " " would
+# print as "Logged in as  at ..." and be refused by the credentials file.
+Printable = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
+                      AfterValidator(_not_blank)]
 PrintableOrEmpty = Annotated[StrictStr, Field(max_length=512, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
 HttpsUrl = Annotated[StrictStr, Field(max_length=2048, pattern=r"^https://[\x21-\x7e]+$")]
 Identifier = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | StrictInt
@@ -73,14 +84,14 @@ class MetadataResponse(_Model):
 
 
 class OAuthTokenResponse(_Model):
-    """RFC 6749 section 5.1, plus spec-kitty 3.x's lifetime fields and ``session_id``."""
+    """RFC 6749 section 5.1, plus spec-kitty 3.x's lifetime fields and ``session_id``. Tokens are left out of ``repr``."""
 
-    access_token: Token
-    refresh_token: Token | None = None
+    access_token: Token = Field(repr=False)
+    refresh_token: Token | None = Field(default=None, repr=False)
     token_type: StrictStr | None = None
     expires_in: Seconds | None = None
     refresh_token_expires_in: Seconds | None = None
-    refresh_token_expires_at: Annotated[AwareDatetime, Field(strict=True)] | None = None
+    refresh_token_expires_at: Instant | None = None
     session_id: SessionId | None = None
     team_slug: Slug | None = None
 
@@ -97,9 +108,9 @@ class OAuthTokenResponse(_Model):
 
 
 class DeviceAuthorizationResponse(_Model):
-    """RFC 8628 section 3.2."""
+    """RFC 8628 section 3.2. The device code (a secret until it expires) is left out of ``repr``."""
 
-    device_code: Token
+    device_code: Token = Field(repr=False)
     user_code: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
     verification_uri: HttpsUrl
     verification_uri_complete: HttpsUrl | None = None
@@ -130,16 +141,22 @@ class MeResponse(_Model):
         )
 
 
+class OAuthErrorResponse(_Model):
+    """RFC 6749 section 5.2: only ``error``, and only a code we may print (letters, digits, ``_``)."""
+
+    error: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
+
+
 def _oauth_error(body: bytes) -> str | None:
-    """The ``error`` code of an RFC 6749 error response, None when the body is not one."""
+    """The ``error`` code of an RFC 6749 error response, None when the body is not one.
+
+    Parsed like every other body (pydantic, whose JSON parser has a nesting limit): ``json.loads``
+    raised RecursionError on 200 KB of ``[``.
+    """
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        return parse(OAuthErrorResponse, body).error
+    except MalformedResponseError:
         return None
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, str) and 0 < len(error) <= 64 and error.replace("_", "").isalnum() and error.isascii():
-        return error
-    return None
 
 
 class HttpxOAuthGateway:
@@ -249,7 +266,11 @@ class HttpxOAuthGateway:
             "grant_type": "refresh_token", "refresh_token": sent, "client_id": client.client_id,
         }, on_late=late, key=sent)
         if status == 200:
-            return parse(OAuthTokenResponse, body).issued(refresh_fallback=sent)
+            try:
+                return parse(OAuthTokenResponse, body).issued(refresh_fallback=sent)
+            except INTERRUPTS:  # the answer is in hand: it reaches the store before the interrupt goes on
+                late(status, body)
+                raise
         error = _oauth_error(body) if status in (400, 401) else None
         if status == 401 or error == "invalid_grant":
             raise TokenRejectedError()

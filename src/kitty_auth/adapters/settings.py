@@ -166,6 +166,10 @@ def _configured_server_url(config_path: Path) -> str | None:
         raise ConfigFileError(config_path, _toml_cause(str(exc))) from None
     except UnicodeDecodeError:
         raise ConfigFileError(config_path, "not UTF-8 text") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigFileError(config_path, "not valid TOML: nested too deeply") from None
+    except ValueError:  # not a TOMLDecodeError: int() refusing a number of over 4,300 digits
+        raise ConfigFileError(config_path, "not valid TOML: a value out of range") from None
     except OSError as exc:
         raise ConfigFileError(config_path, exc.strerror or type(exc).__name__) from None
     sync = data.get("sync")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from kitty_auth.adapters.https_client import (
     CHECK_URL_HINT,
@@ -27,7 +27,7 @@ from kitty_auth.adapters.https_client import (
     HttpsClient,
     raise_for_status,
 )
-from kitty_auth.adapters.response_fields import Seconds, SessionId, Slug, Token, parse
+from kitty_auth.adapters.response_fields import Instant, Seconds, SessionId, Slug, Token, parse
 from kitty_auth.adapters.token_syntax import is_token
 from kitty_auth.domain.errors import (
     InvalidCredentialsError,
@@ -35,7 +35,8 @@ from kitty_auth.domain.errors import (
     TokenRejectedError,
     UnexpectedStatusError,
 )
-from kitty_auth.domain.model import MAX_LIFETIME, IssuedTokens, WsToken, normalize_server_url, utc
+from kitty_auth.domain.interrupts import INTERRUPTS
+from kitty_auth.domain.model import MAX_LIFETIME, IssuedTokens, WsToken, normalize_server_url
 
 logger = logging.getLogger("kitty_auth.http")
 
@@ -57,45 +58,39 @@ class TokenPairResponse(BaseModel):
     """200 body of /token/ and /token/refresh/. Extra fields are ignored.
 
     The lifetime fields matter only for opaque tokens (a JWT's lifetime comes from its claims);
-    ``access_lifetime`` is another name for ``expires_in``.
+    ``access_lifetime`` is another name for ``expires_in``. The tokens are left out of ``repr``.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    access: Token
-    refresh: Token
+    access: Token = Field(repr=False)
+    refresh: Token = Field(repr=False)
     team_slug: Slug | None = None
     session_id: SessionId | None = None
     expires_in: Seconds | None = None
     access_lifetime: Seconds | None = None
     refresh_token_expires_in: Seconds | None = None
-    refresh_token_expires_at: Annotated[AwareDatetime, Field(strict=True)] | None = None
+    refresh_token_expires_at: Instant | None = None
 
     def issued(self) -> IssuedTokens:
-        refresh_expires_at = None
-        if self.refresh_token_expires_at is not None:
-            try:  # e.g. 0001-01-01T00:00:00+01:00 has no UTC equivalent
-                refresh_expires_at = utc(self.refresh_token_expires_at)
-            except (OverflowError, ValueError):
-                raise MalformedResponseError() from None
         return IssuedTokens(
             access=self.access,
             refresh=self.refresh,
             expires_in=self.expires_in if self.expires_in is not None else self.access_lifetime,
             refresh_expires_in=self.refresh_token_expires_in,
-            refresh_expires_at=refresh_expires_at,
+            refresh_expires_at=self.refresh_token_expires_at,
             team_slug=self.team_slug,
             session_id=self.session_id,
         )
 
 
 class WsTokenResponse(BaseModel):
-    """200 body of /ws-token/: ``ws_token`` plus ``expires_at`` and/or ``expires_in``."""
+    """200 body of /ws-token/: ``ws_token`` (left out of ``repr``) plus ``expires_at`` and/or ``expires_in``."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    ws_token: Token
-    expires_at: Annotated[AwareDatetime, Field(strict=True)] | None = None
+    ws_token: Token = Field(repr=False)
+    expires_at: Instant | None = None
     expires_in: Annotated[StrictInt, Field(ge=0, le=int(MAX_LIFETIME.total_seconds()))] | None = None
     ws_url: StrictStr | None = None
 
@@ -134,8 +129,12 @@ class HttpxTokenGateway(HttpsClient):
             "POST", f"{base}{REFRESH_PATH}", json={"refresh": refresh_token},
             body_for_any_status=False, on_late=late, key=refresh_token,
         )
-        self._check_status("refresh", status)
-        return parse(TokenPairResponse, body).issued()
+        try:
+            self._check_status("refresh", status)
+            return parse(TokenPairResponse, body).issued()
+        except INTERRUPTS:  # the answer is in hand: it reaches the store before the interrupt goes on
+            late(status, body)
+            raise
 
     def blacklist(self, server_url: str, refresh_token: str, deadline: float = BLACKLIST_TIMEOUT) -> str:
         """Revoke a password session's refresh token (simplejwt's blacklist endpoint), within ``deadline`` s (5 s).
@@ -171,18 +170,15 @@ class HttpxTokenGateway(HttpsClient):
         parsed = parse(WsTokenResponse, body)
         received = datetime.now(UTC)
         expires_in = parsed.expires_in
-        try:
-            if parsed.expires_at is not None:
-                expires_at: datetime = utc(parsed.expires_at)
-                if expires_in is None:
-                    expires_in = max(0, int((expires_at - received).total_seconds()))
-            elif expires_in is not None:
-                expires_at = received + timedelta(seconds=expires_in)
-            else:
-                raise MalformedResponseError()
-        except (OverflowError, ValueError):
-            # e.g. 0001-01-01T00:00:00+01:00: before the first representable UTC instant
-            raise MalformedResponseError() from None
+        # Both bounded by the model (Instant, MAX_LIFETIME): no arithmetic here can overflow.
+        if parsed.expires_at is not None:
+            expires_at = parsed.expires_at
+            if expires_in is None:
+                expires_in = max(0, int((expires_at - received).total_seconds()))
+        elif expires_in is not None:
+            expires_at = received + timedelta(seconds=expires_in)
+        else:
+            raise MalformedResponseError()
         return WsToken(
             ws_token=parsed.ws_token,
             expires_at=expires_at,

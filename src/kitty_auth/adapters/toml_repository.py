@@ -952,7 +952,7 @@ def _warn(text: str) -> None:
 def _is_toml(data: bytes) -> bool:
     try:
         tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except credentials_format.NOT_TOML:  # not UTF-8 or TOML, a 4,300-digit integer, deep nesting
         return False
     return True
 

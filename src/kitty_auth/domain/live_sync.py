@@ -335,7 +335,7 @@ class LiveSyncSession:
             text = await self._conn.recv()
             try:
                 message = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: deeply nested JSON, skipped like any non-object
                 message = None
             if not isinstance(message, dict):
                 log.debug("skipped a live-sync message that is not a JSON object (%d chars)", len(text))

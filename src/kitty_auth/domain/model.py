@@ -78,8 +78,34 @@ def utc(dt: datetime) -> datetime:
 
 
 def format_instant(dt: datetime) -> str:
-    """ISO 8601 in UTC ending in ``Z``, to the second: the credentials-file format."""
-    return utc(dt).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO 8601 in UTC ending in ``Z``, to the second: the credentials-file format.
+
+    Always a 4-digit year (``isoformat``): ``strftime("%Y")`` writes year 1 as ``1`` on Linux,
+    which ``fromisoformat`` cannot read back.
+    """
+    return utc(dt).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
+# The instants a server may name as an expiry. Go's zero time (0001-01-01T00:00:00Z), a
+# 9999-12-31 "never" and whatever lies outside these bounds is no real answer; inside them,
+# adding any lifetime up to MAX_LIFETIME cannot overflow datetime.
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def server_instant(value: datetime) -> datetime:
+    """``value``, an expiry instant a server named, in UTC.
+
+    MalformedResponseError when it has no UTC equivalent (``0001-01-01T00:00:00+01:00``) or
+    lies outside [EARLIEST_INSTANT, LATEST_INSTANT).
+    """
+    try:
+        instant = utc(value)
+    except (OverflowError, OSError, ValueError):  # OSError: a naive instant the local zone cannot place
+        raise MalformedResponseError() from None
+    if not EARLIEST_INSTANT <= instant < LATEST_INSTANT:
+        raise MalformedResponseError()
+    return instant
 
 
 def jwt_claims(token: str) -> dict[str, object] | None:
@@ -94,7 +120,7 @@ def jwt_claims(token: str) -> dict[str, object] | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):  # RecursionError: deeply nested JSON
         return None
     return claims if isinstance(claims, dict) else None
 
@@ -143,7 +169,8 @@ def token_lifetime(token: str) -> timedelta | None:
     exp, iat = _claim_seconds(claims, "exp"), _claim_seconds(claims, "iat")
     if exp is None or iat is None or exp <= iat or exp - iat > MAX_LIFETIME.total_seconds():
         return None
-    return timedelta(seconds=exp - iat)
+    lifetime = timedelta(seconds=exp - iat)
+    return lifetime if lifetime > timedelta(0) else None  # exp 5e-324, iat 0 rounds to no time at all
 
 
 def local_expiry(token: str, requested_at: datetime) -> datetime:
@@ -161,7 +188,7 @@ def local_expiry(token: str, requested_at: datetime) -> datetime:
     lifetime = token_lifetime(token)
     try:
         if lifetime is None:
-            return datetime.fromtimestamp(exp, UTC)
+            return server_instant(datetime.fromtimestamp(exp, UTC))
         return utc(requested_at) + lifetime
     except (OverflowError, OSError, ValueError):
         raise MalformedResponseError() from None
@@ -296,7 +323,7 @@ class TokenPair:
         elif (life := lifetime_from_seconds(refresh_expires_in)) is not None:
             refresh_at = _opaque_expiry(requested_at, life)
         elif refresh_expires_at is not None:
-            refresh_at = utc(refresh_expires_at)
+            refresh_at = server_instant(refresh_expires_at)
         elif default_refresh is not None:
             refresh_at = _opaque_expiry(requested_at, default_refresh)
         else:

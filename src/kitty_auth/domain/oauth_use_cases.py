@@ -15,6 +15,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from kitty_auth.domain.errors import TransientServerError
+from kitty_auth.domain.interrupts import (
+    INTERRUPTS,
+    InterruptedLogin,
+    LoginOutcome,
+    finish_after_interrupt,
+    interrupted_login,
+    report_interrupted_login,
+)
 from kitty_auth.domain.model import (
     Credentials,
     IssuedTokens,
@@ -44,6 +52,8 @@ from kitty_auth.domain.oauth_errors import (
 )
 from kitty_auth.domain.oauth_ports import Browser, CallbackListener, ListenerFactory, LoginProgress, OAuthGateway
 from kitty_auth.domain.ports import Clock, CredentialRepository
+from kitty_auth.domain.revocation import LocalLogout, LogoutResult, RevokeOutcome
+from kitty_auth.domain.use_cases import Logout
 
 log = logging.getLogger("kitty_auth.oauth")
 
@@ -89,15 +99,19 @@ class ChooseLoginMethod:
 class _OAuthSession:
     """Turns issued tokens into a stored session: ``me`` names the user, then one atomic save.
 
-    When that fails (``me`` refused or unreachable, the file cannot be written), nothing is stored,
-    but the server has issued a session: it is revoked (best effort, bounded by
-    ``ABANDON_DEADLINE``) before the error is reported, so no valid tokens are left that nobody holds.
+    When that fails (a lifetime that cannot be read, ``me`` refused or unreachable, the file cannot
+    be written), nothing is stored, but the server has issued a session: it is revoked (best effort,
+    bounded by ``ABANDON_DEADLINE``) before the error is reported, so no valid tokens are left that
+    nobody holds. An interrupt (Ctrl-C) does the same, except once ``me`` has answered: the session
+    is then stored (the save is local), and the interrupt says which it was (``InterruptedLogin``).
     """
 
     ABANDON_DEADLINE = 3.0  # seconds; the user is waiting for the error
 
     def __init__(self, repo: CredentialRepository, gateway: OAuthGateway, clock: Clock) -> None:
         self.repo, self.gateway, self.clock = repo, gateway, clock
+        # Logout's revocation step, for its mapping of failures to a reason the user can read.
+        self._revoke = Logout(repo, gateway, self.ABANDON_DEADLINE).revoke
 
     def prove_usable(self) -> None:
         """Take and release the lock: a broken home fails before the user is sent anywhere."""
@@ -107,8 +121,10 @@ class _OAuthSession:
     def store(self, target: str, endpoints: Endpoints, method: LoginMethod,
               issued: IssuedTokens, requested_at: datetime) -> Credentials:
         """Call with the lock held (the exchange that produced ``issued`` ran under it too)."""
+        # Enough to revoke the tokens just issued, built before anything that can fail.
         issued_session = Credentials(
-            tokens=TokenPair.from_issued(issued, requested_at, default_refresh=None),
+            tokens=TokenPair(issued.access, issued.refresh, access_expires_at=requested_at,
+                             refresh_expires_at=None),
             username="",  # named by ``me`` below
             server_url=target,
             team_slug=issued.team_slug,
@@ -117,26 +133,53 @@ class _OAuthSession:
             oauth=OAuthClient(client_id=CLIENT_ID, token_endpoint=endpoints.token,
                               revocation_endpoint=endpoints.revocation),
         )
+        credentials: Credentials | None = None
         try:
+            tokens = TokenPair.from_issued(issued, requested_at, default_refresh=None)
             identity = self.gateway.me(target, issued.access)
-            credentials = replace(issued_session, username=identity.email,
+            credentials = replace(issued_session, tokens=tokens, username=identity.email,
                                   team_slug=identity.team_slug or issued.team_slug, identity=identity)
             self.repo.save(credentials)
-        except Exception as exc:  # Ctrl-C (not an Exception) exits at once instead
+        except INTERRUPTS as interrupt:
+            self._settle_interrupted(interrupt, issued_session, credentials)
+            raise
+        except Exception as exc:
             self._abandon(issued_session, exc)
             raise
         log.info("logged in (%s) as %s at %s", method.value, identity.email, target)
         return credentials
 
+    def _settle_interrupted(self, interrupt: BaseException, issued_session: Credentials,
+                            credentials: Credentials | None) -> None:
+        """Store the session if ``me`` has named its user (``credentials``), else revoke it; say which on ``interrupt``."""
+        if credentials is not None:
+            session = credentials
+
+            def save() -> Credentials:
+                self.repo.save(session)
+                return session
+
+            if finish_after_interrupt(save, "storing the session") is not None:
+                report_interrupted_login(interrupt, InterruptedLogin(LoginOutcome.STORED, stored=session))
+                return
+        log.info("login interrupted before the session could be stored; revoking it")
+        report_interrupted_login(interrupt, InterruptedLogin.revoked_or_not(self._revoke_issued(issued_session)))
+
+    def _revoke_issued(self, issued_session: Credentials) -> LogoutResult:
+        """Ask the server to revoke a session it just issued (at most ``ABANDON_DEADLINE``); never raises an Exception."""
+        try:
+            return self._revoke(LocalLogout(removed=True, session=issued_session))
+        except Exception as exc:  # noqa: BLE001 - a bug in an adapter must not hide the login's own outcome
+            return LogoutResult(True, RevokeOutcome.REFUSED, type(exc).__name__)
+
     def _abandon(self, issued_session: Credentials, cause: Exception) -> None:
         """Revoke a session the server issued but the login could not store; never raises."""
-        try:
-            self.gateway.revoke(issued_session, self.ABANDON_DEADLINE)
-        except Exception as exc:  # noqa: BLE001 - the login's own error is what the user must see
+        result = self._revoke_issued(issued_session)
+        if result.revoked:
+            log.info("login failed (%s); the tokens just issued were revoked", type(cause).__name__)
+        else:
             log.info("login failed (%s) and the tokens just issued could not be revoked (%s)",
-                     type(cause).__name__, type(exc).__name__)
-            return
-        log.info("login failed (%s); the tokens just issued were revoked", type(cause).__name__)
+                     type(cause).__name__, result.outcome.value)
 
 
 class LoginWithDeviceCode:
@@ -261,8 +304,11 @@ class LoginWithBrowser:
                     issued = self._gateway.exchange_code(endpoints, CLIENT_ID, verdict.code, pkce.verifier,
                                                           listener.redirect_uri)
                     credentials = self._session.store(target, endpoints, LoginMethod.WEB, issued, requested_at)
-            except BaseException:
-                callback.answer(CallbackPage.FAILED)
+            except BaseException as exc:
+                # An interrupt after `me` answered still stores the session: the page tells the truth.
+                what = interrupted_login(exc)
+                stored = what is not None and what.outcome is LoginOutcome.STORED
+                callback.answer(CallbackPage.LOGGED_IN if stored else CallbackPage.FAILED)
                 raise
             callback.answer(CallbackPage.LOGGED_IN)
             return credentials

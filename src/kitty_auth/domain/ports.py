@@ -35,7 +35,10 @@ class TokenGateway(Protocol):
         at the session's stored token endpoint. When the answer does not come within the
         deadline, NetworkError is raised at once; if a valid answer still arrives later (the
         server may already have rotated the token), the gateway passes it to ``on_late`` from
-        another thread.
+        another thread. When the caller is interrupted (KeyboardInterrupt, SystemExit) while the
+        answer is on its way, the gateway waits for it within the deadline, passes it to
+        ``on_late`` in the caller's thread, then re-raises the interrupt. ``on_late`` may be
+        called twice with one answer (an interrupt cut the first call short).
         """
         ...
 

@@ -63,14 +63,21 @@ class LogoutResult:
         """``The server revoked the session.`` or a sentence containing ``not revoked`` and the cause."""
         if self.outcome is RevokeOutcome.REVOKED:
             return "The server revoked the session."
+        return f"The session was not revoked: {self.reason}."
+
+    @property
+    def reason(self) -> str:
+        """Why the session was not revoked, as a phrase (``the server could not be reached (host: timed out)``)."""
+        if self.outcome is RevokeOutcome.REVOKED:
+            return ""
         cause = self.cause.strip().rstrip(".")
         if not cause:
-            return f"The session was not revoked: {_NOT_REVOKED[self.outcome]}."
+            return _NOT_REVOKED[self.outcome]
         if self.outcome is RevokeOutcome.OFFLINE:
-            return f"The session was not revoked: {_NOT_REVOKED[self.outcome]} ({cause})."
+            return f"{_NOT_REVOKED[self.outcome]} ({cause})"
         if cause[:1].isupper() and cause[1:2].islower():  # an error's sentence continues this one
             cause = cause[0].lower() + cause[1:]
-        return f"The session was not revoked: {cause}."
+        return cause
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,13 @@ from kitty_auth.domain.model import (
     WsToken,
     normalize_server_url,
 )
+from kitty_auth.domain.interrupts import (
+    INTERRUPTS,
+    InterruptedLogin,
+    LoginOutcome,
+    finish_after_interrupt,
+    report_interrupted_login,
+)
 from kitty_auth.domain.ports import Clock, CredentialRepository, TokenGateway
 from kitty_auth.domain.revocation import (
     LocalLogout,
@@ -114,7 +121,13 @@ class Login:
         return None
 
     def execute(self, server_url: str, username: str, password: str) -> Credentials:
-        """Obtain tokens and store them, replacing whatever session was stored."""
+        """Obtain tokens and store them, replacing whatever session was stored.
+
+        Interrupted once the server has answered (Ctrl-C during the save), the session is still
+        stored -- the answer is in hand and the save is local -- and the interrupt re-raised with
+        an :class:`InterruptedLogin` saying so. Interrupted while the request waits for its
+        answer, nothing was received: nothing is stored.
+        """
         target = normalize_server_url(server_url)
         name = check_username(username)
         check_password(password)
@@ -122,15 +135,29 @@ class Login:
         # and keeps a concurrent refresh from writing between our request and our save.
         with self._repo.lock():
             requested_at = self._clock.now()
-            issued = self._gateway.obtain(target, name, password)
-            credentials = Credentials(
-                tokens=TokenPair.from_issued(issued, requested_at),
-                username=name,
-                server_url=target,
-                team_slug=issued.team_slug,
-            )
-            self._repo.save(credentials)
+            issued: IssuedTokens | None = None
+            try:
+                issued = self._gateway.obtain(target, name, password)
+                credentials = self._save(issued, name, target, requested_at)
+            except INTERRUPTS as interrupt:
+                if issued is not None:
+                    answer = issued
+                    stored = finish_after_interrupt(lambda: self._save(answer, name, target, requested_at),
+                                                    "storing the session the server issued")
+                    report_interrupted_login(interrupt, InterruptedLogin(LoginOutcome.STORED, stored=stored)
+                                             if stored is not None else InterruptedLogin(LoginOutcome.NEITHER))
+                raise
         log.info("logged in as %s at %s", name, target)
+        return credentials
+
+    def _save(self, issued: IssuedTokens, name: str, target: str, requested_at: datetime) -> Credentials:
+        credentials = Credentials(
+            tokens=TokenPair.from_issued(issued, requested_at),
+            username=name,
+            server_url=target,
+            team_slug=issued.team_slug,
+        )
+        self._repo.save(credentials)
         return credentials
 
 
@@ -229,7 +256,7 @@ class Logout:
         revoke = self._revoker.revoke  # builds the network adapter first: not counted in the request's time
         deadline = self._revoke_deadline()
         if deadline < self.MIN_REVOKE:
-            log.info("logout: no time left to ask the server")
+            log.info("revocation: no time left to ask the server")
             return LogoutResult(True, RevokeOutcome.NO_TIME)
         try:
             revoke(local.session, deadline)
@@ -241,7 +268,7 @@ class Logout:
             return LogoutResult(True, RevokeOutcome.REFUSED, "the server already considered it invalid")
         except AuthError as exc:  # a ServerError, or e.g. a stored endpoint we cannot send to
             return LogoutResult(True, RevokeOutcome.REFUSED, str(exc))
-        log.info("logout: the server revoked the session")
+        log.info("the server revoked the session")
         return LogoutResult(True, RevokeOutcome.REVOKED)
 
     def execute_and_revoke(self, *, revoke: bool = True) -> LogoutResult:
@@ -326,6 +353,11 @@ class EnsureFreshToken:
     hands it to :meth:`_store_late`, which stores it under the lock if the file still holds the
     refresh token that was sent (the server has rotated it: without the late answer the
     session would be lost at the next refresh).
+
+    Nor is one whose caller is interrupted (Ctrl-C; ``domain/interrupts.py``): while the answer is
+    on its way the gateway waits for it and hands it to :meth:`_store_late` in this thread; once
+    it is here, an interrupt during the save runs the save once more. Either way the refreshed
+    session is stored before the interrupt goes on.
     """
 
     def __init__(
@@ -411,41 +443,75 @@ class EnsureFreshToken:
         now = self._clock.now()  # the request's send time: the base of the new local expiries
         if not current.is_authenticated(now):
             raise SessionExpiredError()
+        issued: IssuedTokens | None = None
         try:
             issued = self._gateway.refresh(
                 current, on_late=lambda late: self._store_late(current, late, now)
             )
+            refreshed = self._save_refreshed(current, issued, now)
         except TokenRejectedError:
             self.forget_if_unchanged(current)
             raise SessionExpiredError() from None
-        refreshed = current.refreshed(issued, now)
-        self._repo.save(refreshed)
+        except INTERRUPTS:
+            # The server has rotated the refresh token: this answer is the session's only copy, so
+            # it is stored before the interrupt goes on. (An interrupt while the gateway waited for
+            # the answer is the gateway's to handle: it hands the answer to on_late first.)
+            if issued is not None:
+                answer = issued
+                finish_after_interrupt(lambda: self._save_refreshed(current, answer, now),
+                                       "storing the refreshed session")
+            raise
         log.info("access token refreshed")
         return refreshed
 
-    def _store_late(self, sent: Credentials, issued: IssuedTokens, requested_at: datetime) -> None:
-        """Store a refresh answer that arrived after its caller gave up (runs in the gateway's thread).
+    def _save_refreshed(self, current: Credentials, issued: IssuedTokens, requested_at: datetime) -> Credentials:
+        refreshed = current.refreshed(issued, requested_at)
+        self._repo.save(refreshed)
+        return refreshed
 
-        Only if the file still holds the refresh token that was sent: anything else means
-        another process refreshed, or the user logged out or in again, meanwhile.
+    def _store_late(self, sent: Credentials, issued: IssuedTokens, requested_at: datetime) -> None:
+        """Store a refresh answer that arrived after its caller gave up or was interrupted.
+
+        Runs in the gateway's thread, or in the interrupted caller's (which may hold the lock:
+        it is re-entrant). Only if the file still holds the refresh token that was sent: anything
+        else means another process refreshed, or the user logged out or in again, meanwhile. An
+        interrupt that cuts the save short gets it run once more before it goes on.
         """
         try:
-            with self._repo.lock():
-                on_disk = _load_or_none(self._repo)
+            self._store_late_once(sent, issued, requested_at)
+        except INTERRUPTS:
+            finish_after_interrupt(lambda: self._store_late_once(sent, issued, requested_at),
+                                   "storing a refresh answer")
+            raise
+
+    def _account_of(self, session: Credentials) -> CredentialRepository:
+        """The repository of ``session``'s own account, wherever it is stored now: a late answer or a
+        rejection concerns that account even if another one became active meanwhile (`switch`)."""
+        for_account = getattr(self._repo, "for_account", None)
+        return self._repo if for_account is None else for_account(session.server_url, session.username)
+
+    def _store_late_once(self, sent: Credentials, issued: IssuedTokens, requested_at: datetime) -> None:
+        repo = self._account_of(sent)
+        try:
+            with repo.lock():
+                on_disk = _load_or_none(repo)
+                if on_disk is not None and on_disk.tokens.refresh == issued.refresh:
+                    return  # stored already (this answer was handed over twice)
                 if on_disk is None or on_disk.tokens.refresh != sent.tokens.refresh:
                     log.info("late refresh answer discarded: the stored session changed meanwhile")
                     return
-                self._repo.save(on_disk.refreshed(issued, requested_at))
+                repo.save(on_disk.refreshed(issued, requested_at))
             log.info("late refresh answer stored")
         except AuthError as exc:  # nobody is waiting for this thread: report, never raise
             log.warning("a late refresh answer could not be stored (%s)", type(exc).__name__)
 
     def forget_if_unchanged(self, rejected: Credentials) -> None:
         """End a session the server rejected, unless another process has stored newer tokens."""
-        with self._repo.lock():
-            on_disk = _load_or_none(self._repo)
+        repo = self._account_of(rejected)
+        with repo.lock():
+            on_disk = _load_or_none(repo)
             if on_disk is not None and on_disk.tokens.refresh == rejected.tokens.refresh:
-                self._repo.clear()
+                repo.clear()
                 log.info("session rejected by the server; credentials cleared")
             elif on_disk is not None:
                 log.info("session rejected, but newer tokens are stored; keeping them")

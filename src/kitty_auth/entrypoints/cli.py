@@ -1,8 +1,11 @@
 """The Click `auth` group (login, logout, status) and the standalone `kitty-auth` console script.
 
 Thin by design: parse options, call a use case, render. Every command body runs inside `_run`,
-the one place that turns errors into one sentence on stderr with exit code 1, and Ctrl-C into
-`Aborted.` on a line of its own with exit code 130. The pieces a new command reuses:
+the one place that turns errors into one sentence on stderr with exit code 1, Ctrl-C into
+`Aborted.` on a line of its own with exit code 130, and SIGTERM into `Terminated.` with exit code
+143. SIGTERM is turned into `Terminated`, a KeyboardInterrupt, so that it takes the path Ctrl-C
+takes: a refresh the server may have carried out is awaited and stored, and an interrupted login
+stores or revokes the session it was issued, before the process exits. The pieces a new command reuses:
 `_container` (one container per invocation), `_prompt` (a typed line; Enter alone is an empty
 answer, never a silent re-ask), `_waiting` (says whom we wait for when a request is slow: the
 server, or another process holding the credentials lock),
@@ -11,14 +14,19 @@ server, or another process holding the credentials lock),
 Mounted in a host (``host.add_command(auth)``) the group leaves the host's logging alone and its
 hints name the host's command (`spec-kitty auth login`); standalone it runs as `kitty-auth`
 (a name of its own, so installing kitty-auth never replaces spec-kitty's `spec-kitty`) or
-`python -m kitty_auth`, and owns the process's logging.
+`python -m kitty_auth`, and owns the process's logging. Its SIGTERM handler is installed by
+`main()` for the whole process; mounted, only while one of our commands runs, and only when the
+host left SIGTERM at its default (which would kill the process mid-save): a host that handles
+SIGTERM itself keeps its handler.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +38,7 @@ import click
 
 from kitty_auth.container import OfflineContainer, configure_logging, is_container, login_server
 from kitty_auth.domain.errors import AuthError, InvalidInputError
+from kitty_auth.domain.interrupts import interrupted_login
 from kitty_auth.domain.model import (
     Credentials,
     LoginMethod,
@@ -95,32 +104,71 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def _interrupted() -> NoReturn:
-    """Ctrl-C: `Aborted.` on a line of its own, exit 130, from a prompt, a request or a lock wait alike."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the CLI's handler: handled as Ctrl-C is, then exit 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises Terminated while the block runs, unless someone else handles SIGTERM.
+
+    Installed only from the main thread (Python's rule), and only over the default disposition
+    (which kills the process at once, mid-refresh or mid-save) or our own; a host's handler, or
+    SIG_IGN, is left as it is. The previous disposition is restored afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, _on_sigterm):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(interrupt: BaseException | None = None) -> NoReturn:
+    """Ctrl-C: `Aborted.` on a line of its own, exit 130, from a prompt, a request or a lock wait alike.
+
+    SIGTERM (``Terminated``): `Terminated.`, exit 143. A login interrupted after the server issued
+    its session says first what became of it (stored or revoked).
+    """
     global _line_open
     # A terminal echoed ^C after whatever was on the line (or a prompt is still open): new line first.
     if _line_open or _is_tty(sys.stderr):
         click.echo(err=True)
     _line_open = False
-    click.echo("Aborted.", err=True)
-    sys.exit(130)
+    login = interrupted_login(interrupt) if interrupt is not None else None
+    if login is not None:
+        click.echo(_localised(login.sentence()), err=True)
+    terminated = isinstance(interrupt, Terminated)
+    click.echo("Terminated." if terminated else "Aborted.", err=True)
+    sys.exit(143 if terminated else 130)
 
 
 def _run(action: Callable[[], T], *, on_error: Callable[[], None] | None = None) -> T:
-    """Run ``action``; every error becomes one sentence on stderr and exit 1, Ctrl-C exit 130.
+    """Run ``action``; every error becomes one sentence on stderr and exit 1, Ctrl-C exit 130, SIGTERM 143.
 
     ``on_error`` runs first when a domain error ends the command (``status --json`` still prints
     its object on stdout).
     """
     try:
-        return action()
+        with _sigterm_as_interrupt():
+            return action()
     except AuthError as exc:
         log.debug("%s raised", type(exc).__name__)
         if on_error is not None:
             on_error()
         _fail(str(exc))
-    except (KeyboardInterrupt, click.Abort):  # Abort: Click's own prompts turn Ctrl-C into it
-        _interrupted()
+    except (KeyboardInterrupt, click.Abort) as exc:  # Abort: Click's own prompts turn Ctrl-C into it
+        _interrupted(exc)
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except Exception as exc:  # a bug: say so in one line; the frames (no values) only at DEBUG
@@ -617,7 +665,8 @@ def main() -> None:
     """The `kitty-auth` console script and `python -m kitty_auth` (Click names the program as it was started)."""
     global _owns_process
     _owns_process = True
+    signal.signal(signal.SIGTERM, _on_sigterm)  # the whole process is ours: SIGTERM exits 143 after a clean stop
     try:
         cli.main()
-    except KeyboardInterrupt:  # outside a command body (Click's own parsing): the same exit 130
-        _interrupted()
+    except KeyboardInterrupt as exc:  # outside a command body (Click's own parsing): the same exit 130 / 143
+        _interrupted(exc)

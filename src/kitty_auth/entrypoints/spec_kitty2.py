@@ -116,12 +116,18 @@ class SyncConfig:
                 data = tomllib.load(fh)
         except (FileNotFoundError, NotADirectoryError):
             return DEFAULT_SERVER_URL
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        except (OSError, ValueError, RecursionError):
+            # ValueError: TOMLDecodeError, not UTF-8, or a number of over 4,300 digits; RecursionError: deep nesting
             log.warning("%s cannot be read; using the default server", self.config_file)
             return DEFAULT_SERVER_URL
         sync = data.get("sync")
         url = sync.get("server_url") if isinstance(sync, dict) else None
-        return str(url) if url is not None else DEFAULT_SERVER_URL
+        if url is None:
+            return DEFAULT_SERVER_URL
+        if not isinstance(url, str):  # str() of a TOML integer may itself fail (over 4,300 digits)
+            log.warning("[sync] server_url in %s is not a string; using the default server", self.config_file)
+            return DEFAULT_SERVER_URL
+        return url
 
 
 class CredentialStore:
