@@ -84,9 +84,11 @@ class RefServer:
         """The server's stdout and stderr."""
         return self.state_dir / "server.log"
 
-    def start(self, *, port: int | None = None, keep_state: bool = False) -> None:
+    def start(self, *, port: int | None = None, keep_state: bool = False, options: dict[str, Any] | None = None,
+              lifetimes: dict[str, float] | None = None) -> None:
         """Start the server on `port` (default: the constructor's). `keep_state`: with the database, CA, signing key
-        and token journal `state_dir` holds from a previous start, and the log appended to (see `restart`)."""
+        and token journal `state_dir` holds from a previous start, and the log appended to (see `restart`).
+        `options`, `lifetimes`: as set_options and set_lifetimes would set them, in force from the first request."""
         if self._process is not None:
             raise RefServerError("the reference server is already running")
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +101,8 @@ class RefServer:
             "--access-lifetime", str(self.access_lifetime),
             "--refresh-lifetime", str(self.refresh_lifetime),
             "--ping-interval", str(self.ping_interval),
+            "--set-options", json.dumps(options or {}),
+            "--set-lifetimes", json.dumps(lifetimes or {}),
         ] + (["--keep-state"] if keep_state else [])  # fmt: skip
         with open(self.log_path, "ab" if keep_state else "wb") as log:
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -144,14 +148,13 @@ class RefServer:
 
     def restart(self, timeout: float = 10.0) -> None:
         """Stop the server (as `stop`) and start it again on the same port with the same database, CA and signing key:
-        the tokens it issued stay valid and clients keep trusting it. Its lifetimes and options are set again as they
-        were; faults, statistics and stored events start empty. A request in flight meanwhile loses its answer."""
+        the tokens it issued stay valid and clients keep trusting it. Its lifetimes and options are what they were
+        from the first request on; faults, statistics and stored events start empty. A request in flight meanwhile
+        loses its answer."""
         port = urlsplit(self.url).port
         lifetimes, options = self.lifetimes(), self.options()
         self.stop(timeout)
-        self.start(port=port, keep_state=True)
-        self.set_lifetimes(**lifetimes)
-        self.set_options(**options)
+        self.start(port=port, keep_state=True, options=options, lifetimes=lifetimes)
 
     @property
     def running(self) -> bool:

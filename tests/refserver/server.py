@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-state", action="store_true",
                         help="a restart: keep the database, CA, certificate, signing key and token journal of the last run "
                              "in --state-dir, so the tokens it issued stay valid and clients keep trusting it")
+    parser.add_argument("--set-options", type=json.loads, default={}, metavar="JSON",
+                        help="run-time options (refserver.options) in force from the first request on; reset() "
+                             "still restores the defaults")
+    parser.add_argument("--set-lifetimes", type=json.loads, default={}, metavar="JSON",
+                        help='{"access", "refresh", "ws"} seconds in force from the first request on; reset() still '
+                             "restores the start-up lifetimes")
     return parser.parse_args(argv)
 
 
@@ -153,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     control_secret = secrets.token_urlsafe(32)
     default_lifetimes = {"access": args.access_lifetime, "refresh": args.refresh_lifetime, "ws": DEFAULT_WS_TOKEN_LIFETIME}
     app = RefServerApp(get_asgi_application(), control_secret, args.ping_interval, default_lifetimes)
+    from refserver import api, options
+
+    options.current.update(args.set_options)
+    api.set_lifetimes(**args.set_lifetimes)
     ca_path, server_pem = write_tls_files(state_dir, keep=keep)
     sock = bind_socket(args.port)
     url = f"https://127.0.0.1:{sock.getsockname()[1]}"

@@ -292,12 +292,14 @@ def test_restart_keeps_the_port_the_ca_the_options_and_every_token_valid(tmp_pat
         server.add_fault(REFRESH_PATH, status=503)
         server.restart()
         assert server.running and server.url == url and server.ca_path.read_bytes() == ca
-        assert server.options()["team_slug"] is False and server.options()["oauth_refresh_grace_period"] == 5
-        assert server.lifetimes()["access"] == 60 and server.faults() == []
-        assert server.refresh_token_accepted(tokens["refresh"])
         with httpx.Client(base_url=url, verify=server.ssl_context(), trust_env=False, timeout=5) as client:
             assert client.get(ME_PATH, headers={"Authorization": f"Bearer {tokens['access']}"}).status_code == 200
             rotated = client.post(REFRESH_PATH, json={"refresh": tokens["refresh"]})
-        assert rotated.status_code == 200 and "team_slug" not in rotated.json()
+        assert rotated.status_code == 200 and "team_slug" not in rotated.json()  # options in force from the start
+        assert claims(rotated.json()["access"])["exp"] - claims(rotated.json()["access"])["iat"] == 60
+        assert server.options()["team_slug"] is False and server.options()["oauth_refresh_grace_period"] == 5
+        assert server.faults() == []
         assert {tokens["refresh"], rotated.json()["refresh"]} <= {entry["token"] for entry in server.issued_tokens()}
         assert server.log_path.read_text().count(f"refserver ready on {url}") == 2  # the log is kept, not restarted
+        server.reset()  # the defaults, and the lifetimes the harness started it with
+        assert server.options()["team_slug"] is True and server.lifetimes()["access"] == 900
