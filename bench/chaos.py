@@ -165,6 +165,7 @@ class Loss:
     token: str
     cause: str = "unknown"
     evidence: str = ""
+    back: float | None = None  # logged in again
 
 
 def sha256(token: str) -> str:
@@ -483,6 +484,7 @@ class ModeRun:
         if done:
             self._login = None
             self._seen = stored_refresh(self.credentials)
+            self.losses[-1].back = time.time()
             return
         self.relogin_failures += 1
         if self._login["attempt"] >= LOGIN_ATTEMPTS:
@@ -589,10 +591,21 @@ class ModeRun:
     def results(self) -> dict[str, Any]:
         journal = self.server.issued_tokens()
         recovered = self.attribute(journal)
-        seconds = self.args.duration
+        seconds, end = self.args.duration, self.started + self.args.duration
         rotations = [j for j in journal if j["kind"] == "refresh" and j["rotated_from_sha256"]
-                     and self.started <= j["time"] <= self.started + seconds]
+                     and self.started <= j["time"] <= end]
         repeats = Counter(j["rotated_from_sha256"] for j in rotations)
+        # Time with no refresh possible: the server restarting, and from each loss to the next login.
+        down = [(e.time, e.ended or e.time) for e in self.events if e.kind == "restart"]
+        down += [(loss.detected, loss.back or end) for loss in self.losses]
+        usable = seconds - sum(max(0.0, min(b, end) - max(a, self.started)) for a, b in down)
+        # Single-flight: two rotations of different tokens less than a second apart (a grace retry aside) mean two
+        # processes refreshed the same session at once.
+        first_rotation: dict[str, float] = {}
+        for j in rotations:
+            first_rotation.setdefault(j["rotated_from_sha256"], j["time"])
+        firsts = sorted(first_rotation.values())
+        back_to_back = sum(1 for a, b in zip(firsts, firsts[1:]) if b - a < 1.0)
         refresh_statuses: Counter[str] = Counter()
         bearer: Counter[str] = Counter()
         for stats in self.stats:
@@ -625,11 +638,13 @@ class ModeRun:
             "recovered": [{"t": round(r.detected - self.started, 2), "cause": r.cause, "evidence": r.evidence}
                           for r in recovered],
             "rotations": len(rotations), "grace_retries": sum(n - 1 for n in repeats.values()),
-            "per_lifetime": len(rotations) / (seconds / ACCESS_LIFETIME) if seconds else 0.0,
+            "per_lifetime": len(rotations) / (seconds / ACCESS_LIFETIME),
+            "usable": usable, "per_usable_lifetime": len(repeats) / (usable / ACCESS_LIFETIME) if usable > 0 else 0.0,
+            "back_to_back": back_to_back,
             "refresh_endpoint_statuses": dict(refresh_statuses), "bearer_401": (bearer["401"], bearer["requests"]),
             "outcomes": dict(outcomes), "exits": dict(exits), "relogins": self.relogins,
             "relogin_failures": self.relogin_failures, "stragglers": self.stragglers,
-            "tracebacks": [str(p.relative_to(self.workdir)) for p in self.output_files() if b"Traceback" in p.read_bytes()],
+            "tracebacks": {p.name: last_exception(p) for p in self.output_files() if b"Traceback (most recent" in p.read_bytes()},
             "checks": checks,
         }
 
@@ -695,6 +710,20 @@ def client_outcomes(out: Path) -> Counter[str]:
         return Counter()
 
 
+def last_exception(path: Path) -> str:
+    """The exception that ended the last traceback in an output file, and where (innermost frame)."""
+    lines = path.read_text(errors="replace").splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("Traceback (most recent"))
+    frame, exception = "", ""
+    for line in lines[start + 1:]:
+        if line.startswith("  File "):
+            frame = re.sub(r'^  File "(?:.*/)?([^/"]+)", line (\d+), in (.*)$', r"\1:\2 \3", line)
+        elif line and not line.startswith(" "):
+            exception = line
+            break
+    return f"{exception[:160]} at {frame}"
+
+
 def exit_text(code: int | None) -> str:
     if code is None:
         return "running"
@@ -742,8 +771,11 @@ def print_mode(result: dict[str, Any]) -> None:
     for loss in result["losses"]:
         print(f"     t={loss['t']:>6.2f} s  {loss['cause']:<11} {loss['how']:<8} {loss['evidence']}")
     print(f"   refresh rotations: {result['rotations']} in {result['seconds']:.0f} s = {result['per_lifetime']:.2f} per "
-          f"{ACCESS_LIFETIME:g} s access lifetime (single-flight: about {ACCESS_LIFETIME / (ACCESS_LIFETIME - REFRESH_MARGIN):.2f})"
-          + (f"; {result['grace_retries']} of them a rotated-out token sent again within the grace period" if result["grace_retries"] else ""))
+          f"{ACCESS_LIFETIME:g} s access lifetime"
+          + (f"; {result['grace_retries']} of them a rotated-out token sent again within the grace period" if result["grace_retries"] else "")
+          + f"; without those, over the {result['usable']:.0f} s a session was stored and the server up: "
+          f"{result['per_usable_lifetime']:.2f} (single-flight: about {ACCESS_LIFETIME / (ACCESS_LIFETIME - REFRESH_MARGIN):.2f}, "
+          f"one refresh in each token's last second); rotations less than 1 s apart: {result['back_to_back']}")
     if result["recovered"]:
         print(f"   answers lost but recovered by a retry with the stored token within the grace period: {len(result['recovered'])}"
               + " (" + ", ".join(f"{n} {c}" for c, n in Counter(r["cause"] for r in result["recovered"]).items()) + ")")
@@ -755,8 +787,8 @@ def print_mode(result: dict[str, Any]) -> None:
           f"clients stopped at the end by SIGKILL: {result['stragglers']}")
     print("   library calls: " + ", ".join(f"{k} {n}" for k, n in sorted(result["outcomes"].items())))
     print("   exits: " + "; ".join(f"{k} x{n}" for k, n in sorted(result["exits"].items())))
-    if result["tracebacks"]:
-        print(f"   tracebacks in: {', '.join(result['tracebacks'])}")
+    for name, exception in result["tracebacks"].items():
+        print(f"   traceback in out/{name}: {exception}")
     checks = result["checks"]
     print("   checks: " + ", ".join(f"{k}: {v}" for k, v in checks.items()))
 
@@ -764,6 +796,7 @@ def print_mode(result: dict[str, Any]) -> None:
 def summary_table(results: list[dict[str, Any]]) -> list[str]:
     """Markdown: per mode, sessions lost / events injected for each cause, refreshes per lifetime, the checks."""
     lines = ["| server | " + " | ".join(CAUSES) + " | lost | recovered by a grace-period retry | refreshes per 4 s "
+             "(while usable) "
              "| file, tmp, leak checks |",
              "|---|" + "---:|" * len(CAUSES) + "---:|---:|---:|---|"]
     for r in results:
@@ -773,7 +806,7 @@ def summary_table(results: list[dict[str, Any]]) -> list[str]:
         recovered = Counter(item["cause"] for item in r["recovered"])
         recovered_text = ", ".join(f"{n} {c}" for c, n in recovered.items()) or "0"
         lines.append(f"| {r['about']} | " + " | ".join(cells) + f" | {sum(r['lost'].values())} | {recovered_text} | "
-                     + f"{r['per_lifetime']:.2f} | "
+                     + f"{r['per_lifetime']:.2f} ({r['per_usable_lifetime']:.2f}) | "
                      + ("pass" if ok else "FAIL") + " |")
     return lines
 
