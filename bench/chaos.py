@@ -795,6 +795,9 @@ def summary_table(results: list[dict[str, Any]]) -> list[str]:
     for r in results:
         cells = [f"{r['lost'].get(c, 0)}/{r['injected'].get(c, 0)}" if c != "unknown" else str(r["lost"].get(c, 0))
                  for c in CAUSES]
+        for i, cause in enumerate(CAUSES):  # signals: how many of them hit the process holding the lock
+            if cause in SIGNALS:
+                cells[i] += f" ({r['signals_to_lock_holder'].get(cause, 0)})"
         ok = all(r["checks"].get(k) for k in FAILING_CHECKS)
         recovered = Counter(item["cause"] for item in r["recovered"])
         recovered_text = ", ".join(f"{n} {c}" for c, n in recovered.items()) or "0"
@@ -852,7 +855,8 @@ def main() -> int:
                     run.stop_everything()
                 results.append(run.results())
                 print_mode(results[-1])
-            print(f"\n== chaos summary: sessions lost/events injected, per cause (command: {command})")
+            print(f"\n== chaos summary: sessions lost/events injected per cause; for signals, (how many hit the process "
+                  f"holding the credentials lock); command: {command}")
             print(f"   machine: {machine()}; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
             for line in summary_table(results):
                 print(line)
