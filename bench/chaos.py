@@ -619,6 +619,7 @@ class ModeRun:
         fired = {(epoch, entry["fault"]) for epoch, stats in enumerate(self.stats) for entry in stats["log"] if entry["fault"]}
         unfired = [e for e in self.events if e.fault_id is not None and (e.epoch, e.fault_id) not in fired]
         injected = Counter(e.kind for e in self.events if e not in unfired)
+        kinds = {path.name: f"{c.kind}, {c.signal or 'no signal'}" for c in self.clients for path in (c.out, c.err)}
         aimed = Counter(e.kind for e in self.events if e.held_lock)
         checks = self.file_checks() | self.leak_check(journal)
         return {
@@ -638,7 +639,8 @@ class ModeRun:
             "refresh_endpoint_statuses": dict(refresh_statuses), "bearer_401": (bearer["401"], bearer["requests"]),
             "outcomes": dict(outcomes), "exits": dict(exits), "relogins": self.relogins,
             "relogin_failures": self.relogin_failures, "stragglers": self.stragglers,
-            "tracebacks": {p.name: last_exception(p) for p in self.output_files() if b"Traceback (most recent" in p.read_bytes()},
+            "tracebacks": {f"{p.name} ({kinds.get(p.name, 'login')})": last_exception(p)
+                           for p in self.output_files() if b"Traceback (most recent" in p.read_bytes()},
             "checks": checks,
         }
 
