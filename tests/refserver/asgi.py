@@ -15,7 +15,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from refserver import CONTROL_PREFIX, CONTROL_SECRET_HEADER, DEMO_USERNAME, WS_EVENTS_PATH, accounts, api, host, oauth, options
+from refserver import CONTROL_PREFIX, CONTROL_SECRET_HEADER, DEMO_USERNAME, WS_EVENTS_PATH, accounts, api, host, issued, oauth, options
 from refserver.bearer import opaque_tokens
 
 Scope = dict[str, Any]
@@ -354,6 +354,7 @@ class RefServerApp:
             return
         fault = self.faults.take(scope["path"])
         entry = self.stats.record_request(scope, fault)
+        issued.current_request.set(entry)  # this request's task only: the token journal names its fault
         before_view = fault is not None and not (fault.after_view and scope["type"] == "http")
         if before_view and fault.delay and await self._delay_interrupted(fault.delay):
             await abort_connection(send)  # the server is shutting down: one that never answers goes away
