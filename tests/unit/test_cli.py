@@ -633,3 +633,33 @@ def test_our_own_process_configures_the_root_logger(tmp_path, logging_restored):
     configure_logging(settings, owns_process=True)
     configure_logging(settings, owns_process=True)  # idempotent: one handler
     assert root.level == logging.DEBUG and len(root.handlers) == 1
+
+
+EARLY_SIGNAL = """
+import os, signal, sys, time
+MODE = sys.argv[1]
+class LandsWhileTheCliIsImported:
+    def find_spec(self, name, path=None, target=None):
+        if name == "kitty_auth.entrypoints.cli":
+            if MODE == "INT":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        return None
+sys.meta_path.insert(0, LandsWhileTheCliIsImported())
+from kitty_auth.console import main
+sys.argv = ["kitty-auth", "auth", "status"]
+main()
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGKILL"), reason="POSIX signals")
+@pytest.mark.parametrize(("sig", "code", "word"), [("INT", 130, "Aborted."), ("TERM", 143, "Terminated.")])
+def test_ctrl_c_or_sigterm_while_the_cli_is_still_importing_is_not_a_traceback(sig, code, word, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", EARLY_SIGNAL, sig], capture_output=True, text=True, timeout=60,
+                          env={"SPEC_KITTY_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.strip() == word and "Traceback" not in proc.stderr
