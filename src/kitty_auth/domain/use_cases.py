@@ -335,8 +335,10 @@ class EnsureFreshToken:
     * :meth:`refresh_now` / :meth:`refresh_with` -- an explicit refresh: never skipped silently.
 
     The fast path reads the file without the lock (writes are atomic renames, so a reader sees
-    the old or the new file; a rotated-out *access* token stays valid until its ``exp``, so a
-    reader that just lost a race still holds a good token). Under the lock the file is re-read,
+    the old or the new file). On a simplejwt server a rotated-out *access* token stays valid until
+    its ``exp``, so a reader that just lost a race still holds a good token; django-oauth-toolkit
+    deletes it when it rotates, so such a reader gets one 401, which ``after_rejection`` answers
+    with the token the winner stored (BearerAuth and ws-token retry once). Under the lock the file is re-read,
     so a process that waited uses what the winner stored. A 401 clears the session only when
     the file still holds the refresh token that was rejected. The lock wait is bounded by the
     repository (longer than the gateway's total request deadline).
