@@ -18,6 +18,7 @@ from kitty_auth.domain.errors import (
     LogoutLockTimeoutError,
     NetworkError,
     NotAuthenticatedError,
+    RenewalUnavailableError,
     SessionExpiredError,
     TokenRejectedError,
     TransientServerError,
@@ -289,7 +290,7 @@ class EnsureFreshToken:
                     return current
                 try:
                     return self._refresh_locked(current)
-                except TransientServerError as exc:
+                except (TransientServerError, RenewalUnavailableError) as exc:
                     if keep_on_failure is not None and keep_on_failure(current):
                         log.warning("token refresh failed (%s); using the still-valid access token", exc)
                         return current
@@ -326,7 +327,7 @@ class EnsureFreshToken:
         try:
             with self._repo.lock():
                 on_disk = _load_or_none(self._repo)
-                if on_disk is None or on_disk.tokens.refresh != sent.tokens.refresh:
+                if on_disk is None or on_disk.tokens.session_key != sent.tokens.session_key:
                     log.info("late refresh answer discarded: the stored session changed meanwhile")
                     return
                 self._repo.save(on_disk.refreshed(issued, requested_at))
@@ -338,7 +339,7 @@ class EnsureFreshToken:
         """End a session the server rejected, unless another process has stored newer tokens."""
         with self._repo.lock():
             on_disk = _load_or_none(self._repo)
-            if on_disk is not None and on_disk.tokens.refresh == rejected.tokens.refresh:
+            if on_disk is not None and on_disk.tokens.session_key == rejected.tokens.session_key:
                 self._repo.clear()
                 log.info("session rejected by the server; credentials cleared")
             elif on_disk is not None:
