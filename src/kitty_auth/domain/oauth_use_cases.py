@@ -19,6 +19,7 @@ from kitty_auth.domain.model import (
     Credentials,
     IssuedTokens,
     LoginMethod,
+    MachineClient,
     OAuthClient,
     TokenPair,
     normalize_server_url,
@@ -105,8 +106,11 @@ class _OAuthSession:
             pass
 
     def store(self, target: str, endpoints: Endpoints, method: LoginMethod,
-              issued: IssuedTokens, requested_at: datetime) -> Credentials:
-        """Call with the lock held (the exchange that produced ``issued`` ran under it too)."""
+              issued: IssuedTokens, requested_at: datetime, *, machine: MachineClient | None = None) -> Credentials:
+        """Call with the lock held (the exchange that produced ``issued`` ran under it too).
+
+        ``machine``: the client of a machine login (``domain/machine_login.py``).
+        """
         issued_session = Credentials(
             tokens=TokenPair.from_issued(issued, requested_at, default_refresh=None),
             username="",  # named by ``me`` below
@@ -116,6 +120,7 @@ class _OAuthSession:
             session_id=issued.session_id,
             oauth=OAuthClient(client_id=CLIENT_ID, token_endpoint=endpoints.token,
                               revocation_endpoint=endpoints.revocation),
+            machine=machine,
         )
         try:
             identity = self.gateway.me(target, issued.access)
