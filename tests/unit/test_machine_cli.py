@@ -53,6 +53,12 @@ def test_machine_does_not_mix_with_another_method(world: World, flags: list[str]
     assert world.server.calls == []
 
 
+def test_the_help_names_the_variables(world: World) -> None:
+    result = world.run("login", "--help")
+    assert all(name in " ".join(result.output.split()) for name in (CLIENT_ID_VARIABLE, SECRET_FILE_VARIABLE,
+                                                                   SECRET_VARIABLE))
+
+
 def test_missing_variables_are_one_sentence_and_nothing_is_sent(world: World) -> None:
     result = world.run("login", "--machine", env={CLIENT_ID_VARIABLE: "", SECRET_VARIABLE: "", SECRET_FILE_VARIABLE: ""})
     assert result.exit_code == 1

@@ -29,8 +29,7 @@ Errors (beside the tree in ``domain/errors.py``)::
     AuthError
      +-- MachineClientRejectedError  the token endpoint answered invalid_client at login
 
-This module is imported when a network gateway is built, never by `auth status`: it imports
-only the model and the errors.
+It imports only the model and the errors: the CLI names its variables, so `auth status` loads it.
 """
 
 from __future__ import annotations

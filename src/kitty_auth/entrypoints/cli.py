@@ -30,7 +30,6 @@ import click
 
 from kitty_auth.container import Container, build_container, configure_logging, is_container, login_server
 from kitty_auth.domain.errors import AuthError, InvalidInputError
-from kitty_auth.domain.machine import CLIENT_ID_VARIABLE, SECRET_FILE_VARIABLE, SECRET_VARIABLE
 from kitty_auth.domain.model import (
     Credentials,
     LoginMethod,
@@ -244,8 +243,9 @@ def _read_password_stdin() -> str:
 @click.option("--device", "--headless", "device", is_flag=True,
               help="Log in with a code shown here and approved in a browser on any device (OAuth device flow).")
 @click.option("--machine", is_flag=True,
-              help=f"Log in as a CI service principal (OAuth client credentials) from {CLIENT_ID_VARIABLE} "
-                   f"and {SECRET_FILE_VARIABLE} or {SECRET_VARIABLE}.")
+              # Spelled out: importing domain/machine.py for its names would cost every `status` start-up.
+              help="Log in as a CI service principal (OAuth client credentials) from SPEC_KITTY_MACHINE_CLIENT_ID "
+                   "and SPEC_KITTY_MACHINE_CLIENT_SECRET_FILE or SPEC_KITTY_MACHINE_CLIENT_SECRET.")
 @click.option("--force", "-f", is_flag=True, help="Log in again even when already logged in.")
 @click.pass_context
 def login(ctx: click.Context, server: str | None, username: str | None, password_stdin: bool, web: bool,
@@ -394,6 +394,8 @@ def _expiry(when: datetime | None, now: datetime) -> str:
 
 def _refresh_expiry(creds: Credentials, now: datetime) -> str:
     if creds.tokens.refresh is None:  # a machine session whose grant gave none: renewed by the grant
+        from kitty_auth.domain.machine import SECRET_FILE_VARIABLE, SECRET_VARIABLE
+
         return f"none; renewed with the client secret from {SECRET_FILE_VARIABLE} or {SECRET_VARIABLE}"
     return _expiry(creds.tokens.refresh_expires_at, now)
 
