@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -291,12 +290,9 @@ def test_logout_of_a_plain_session_without_the_secret_says_why_it_was_not_revoke
     assert ws_token_status(e2e, access) == 200  # still valid until it expires, as the sentence says
 
 
-def test_the_login_takes_well_under_the_deadline(e2e: E2E, tmp_path: Path) -> None:
-    """A hang guard, not a speed claim: the login is one discovery, one grant and one `me`."""
+def test_the_login_sends_one_discovery_one_grant_and_one_me(e2e: E2E, tmp_path: Path) -> None:
     env = machine(e2e, tmp_path)
     e2e.server.reset_stats()
-    started = time.monotonic()
     login(e2e, env)
-    assert time.monotonic() - started < 60
     assert [entry["path"] for entry in e2e.server.stats()["log"]] == [
         "/.well-known/oauth-authorization-server", OAUTH_TOKEN_PATH, "/api/v1/me"]
