@@ -86,7 +86,8 @@ def configure_django(
             "UPDATE_LAST_LOGIN": False,
         },
         OAUTH2_PROVIDER={
-            "OAUTH2_VALIDATOR_CLASS": "refserver.oauth.Validator",
+            "OAUTH2_VALIDATOR_CLASS": "refserver.machine.MachineValidator",  # refserver.oauth.Validator + machine clients
+            "OAUTH2_SERVER_CLASS": "refserver.machine.Server",  # a client credentials grant that can give a refresh token
             "SCOPES": {OAUTH_SCOPE: "Stay logged in (refresh tokens)"},
             "DEFAULT_SCOPES": [OAUTH_SCOPE],
             "PKCE_REQUIRED": True,

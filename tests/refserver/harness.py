@@ -348,6 +348,26 @@ class RefServer:
 
         return approve_authorization(authorization_url, ca=self.ssl_context(), **kwargs)
 
+    def create_machine_client(self, client_id: str = "ci-bot", *, email: str | None = None,
+                              name: str | None = None) -> str:
+        """Register a machine client (a confidential application for the client credentials grant) and its service
+        user (`email`, default `<client_id>@spec-kitty.test`, what `me` names); returns its secret, new at each call.
+        Whether its grant gives a refresh token: `set_options(machine_refresh_token=...)`."""
+        payload = {"client_id": client_id, "email": email, "name": name}
+        return self.control("POST", "machine-clients", {k: v for k, v in payload.items() if v is not None})["client_secret"]
+
+    def rotate_machine_secret(self, client_id: str = "ci-bot") -> str:
+        """A new secret for the machine client; the old one is refused (invalid_client), issued tokens stay valid."""
+        secret = self.control("POST", "machine-clients/rotate", {"client_id": client_id})["client_secret"]
+        if secret is None:
+            raise RefServerError(f"no machine client {client_id!r}")
+        return secret
+
+    def revoke_machine_client(self, client_id: str = "ci-bot") -> bool:
+        """Revoke the principal: its grant answers 400 invalid_client and every token of its service user dies."""
+        return self.control("POST", "machine-clients/revoke", {"client_id": client_id})["revoked"]
+
     def reset(self) -> None:
-        """No faults, empty statistics, the lifetimes the server started with, default options, no events."""
+        """No faults, empty statistics, the lifetimes the server started with, default options, no events, no machine
+        clients."""
         self.control("POST", "reset")

@@ -89,6 +89,13 @@ class Validator(OAuth2Validator):
         return True
 
 
+def _error(response: HttpResponse) -> str | None:
+    try:
+        return json.loads(response.content).get("error")
+    except (ValueError, AttributeError):
+        return None
+
+
 def refresh_token_family(refresh_token: str) -> str | None:
     checksum = hashlib.sha256(refresh_token.encode()).hexdigest()
     found = get_refresh_token_model().objects.filter(token_checksum=checksum).first()
@@ -98,6 +105,10 @@ def refresh_token_family(refresh_token: str) -> str | None:
 class TokenView(dot_views.TokenView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = super().post(request, *args, **kwargs)
+        if response.status_code == 401 and "HTTP_AUTHORIZATION" not in request.META and _error(response) == "invalid_client":
+            # A client that authenticated in the form (a machine client's secret, or none) gets the contract's 400
+            # invalid_client, as spec-kitty's SaaS answers it: unknown client, wrong secret and revoked alike.
+            return oauth_error("invalid_client", "Client authentication failed.")
         if response.status_code != 200:
             return response
         data = json.loads(response.content)
@@ -172,11 +183,11 @@ def metadata(request: HttpRequest) -> HttpResponse:
         "device_authorization_endpoint": issuer + OAUTH_DEVICE_PATH,
         "revocation_endpoint": issuer + OAUTH_REVOKE_PATH,
         "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_CODE_GRANT],
+        "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_CODE_GRANT, "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": [OAUTH_SCOPE],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "revocation_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],  # the latter: machine clients
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post"],
     }
     if mode == "omit":
         del document[tampered]

@@ -47,6 +47,9 @@ class Options:
       oauth_refresh_grace_period  seconds a rotated-out OAuth refresh token is still accepted (django-oauth-toolkit's
                              REFRESH_TOKEN_GRACE_PERIOD_SECONDS; 0: refused at once): sent again within them, it gets
                              the access and refresh token its first use got, once more
+      machine_refresh_token  the client credentials grant of machine clients gives a refresh token (as spec-kitty's
+                             SaaS does; the CLI then refreshes with client_id=cli_native); False: plain RFC 6749
+                             4.4.3, an access token only (the CLI renews by running the grant again)
     """
 
     team_slug: bool = True
@@ -62,6 +65,7 @@ class Options:
     device_slow_down: int = 0
     oauth_refresh_token_expires_in: bool = False
     oauth_refresh_grace_period: int = 0
+    machine_refresh_token: bool = True
 
     def update(self, changes: Any) -> None:
         """Apply `changes` ({name: value}) after checking all of them; nothing changes if one is wrong."""

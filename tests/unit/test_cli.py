@@ -35,7 +35,7 @@ SERVER = "https://auth.example.test"
 OTHER = "https://other.example.test"
 USER, PASSWORD = "user@example.com", "s3cret"
 JSON_KEYS = {"authenticated", "username", "server_url", "access_expires_at", "refresh_expires_at",
-             "login_method", "team_slug", "session_id"}
+             "login_method", "team_slug", "session_id", "machine_client_id"}
 
 
 class World:
@@ -414,7 +414,8 @@ class TestStatusAndLogout:
         assert data == {"authenticated": True, "username": USER, "server_url": SERVER,
                         "access_expires_at": "2026-02-03T16:45:00Z",
                         "refresh_expires_at": "2026-02-10T16:30:00Z",
-                        "login_method": "password", "team_slug": None, "session_id": None}
+                        "login_method": "password", "team_slug": None, "session_id": None,
+                        "machine_client_id": None}
         creds = world.repo.credentials
         assert creds.tokens.access not in result.output and creds.tokens.refresh not in result.output
 

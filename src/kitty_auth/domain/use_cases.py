@@ -20,6 +20,7 @@ from kitty_auth.domain.errors import (
     LogoutLockTimeoutError,
     NetworkError,
     NotAuthenticatedError,
+    RenewalUnavailableError,
     SessionExpiredError,
     TokenRejectedError,
     TransientServerError,
@@ -416,7 +417,7 @@ class EnsureFreshToken:
                     return current
                 try:
                     return self._refresh_locked(current)
-                except TransientServerError as exc:
+                except (TransientServerError, RenewalUnavailableError) as exc:
                     if keep_on_failure is not None and keep_on_failure(current):
                         log.warning("token refresh failed (%s); using the still-valid access token", exc)
                         return current
@@ -484,9 +485,9 @@ class EnsureFreshToken:
         try:
             with repo.lock():
                 on_disk = _load_or_none(repo)
-                if on_disk is not None and on_disk.tokens.refresh == issued.refresh:
+                if on_disk is not None and on_disk.tokens.session_key == (issued.refresh or issued.access):
                     return  # stored already (this answer was handed over twice)
-                if on_disk is None or on_disk.tokens.refresh != sent.tokens.refresh:
+                if on_disk is None or on_disk.tokens.session_key != sent.tokens.session_key:
                     log.info("late refresh answer discarded: the stored session changed meanwhile")
                     return
                 repo.save(on_disk.refreshed(issued, requested_at))
@@ -499,7 +500,7 @@ class EnsureFreshToken:
         repo = self._account_of(rejected)
         with repo.lock():
             on_disk = _load_or_none(repo)
-            if on_disk is not None and on_disk.tokens.refresh == rejected.tokens.refresh:
+            if on_disk is not None and on_disk.tokens.session_key == rejected.tokens.session_key:
                 repo.clear()
                 log.info("session rejected by the server; credentials cleared")
             elif on_disk is not None:
