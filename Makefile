@@ -31,5 +31,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+# The chaos run (bench/chaos.py; about 4 minutes, not part of `make test`): 12 processes sharing one session for
+# 60 s per server kind, under signals, server faults and a restart. E.g. `make chaos CHAOS_ARGS="--seed 7"`.
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
+
 clean:
 	rm -rf $(VENV) .nox build src/*.egg-info .pytest_cache .hypothesis

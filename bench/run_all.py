@@ -17,7 +17,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-NOT_BENCHES = {"run_all.py", "hello_click.py"}
+NOT_BENCHES = {"run_all.py", "hello_click.py", "chaos.py"}  # chaos: `make chaos`, minutes long
 
 
 def scripts() -> list[Path]:

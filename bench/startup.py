@@ -13,7 +13,7 @@ The pairings that decide the targets (status <= 3.2x; token <= 2.5x and no slowe
 
 and they are fair: each is the venv interpreter running one small Python file that imports Click.
 The console script is a pip-generated file whose shebang is the venv python; it imports `re`
-and `sys` (Click imports both anyway) and calls `kitty_auth.entrypoints.cli:main`. Compared with
+and `sys` (Click imports both anyway) and calls `kitty_auth.console:main`. Compared with
 the python-file form it only adds the kernel's shebang exec, which is well under a millisecond.
 `python -m kitty_auth` is shown too (it adds runpy's imports, a few ms). The rows below the
 targets put the figures in scale: the bare interpreter, and importing what the design needs on

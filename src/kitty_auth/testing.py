@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 from kitty_auth.domain.accounts import StoredSession, is_account, same_account
-from kitty_auth.domain.errors import InvalidCredentialsError, NetworkError, TokenRejectedError
+from kitty_auth.domain.errors import InvalidCredentialsError, NetworkError, TokenRejectedError, UnexpectedStatusError
+from kitty_auth.domain.machine import ClientCredentials, MachineClientRejectedError, MachineConfigurationError
 from kitty_auth.domain.model import Credentials, Identity, Team, WsToken
 from kitty_auth.domain.oauth import CallbackPage, DeviceAuthorization, Endpoints, PollOutcome, pkce_challenge
 from kitty_auth.domain.oauth_errors import (
@@ -296,6 +297,11 @@ class FakeOAuthServer(_FakeServer):
     It checks what a real one checks (PKCE S256, one-time codes bound to their redirect URI,
     RFC 8628 polling speed, refresh rotation, revocation) and keeps state for assertions.
     ``metadata`` is what discovery returns; ``publishes_metadata=False`` makes it a 404.
+
+    Machine clients (the client credentials grant): ``machine_clients`` maps client ids to their
+    secrets; ``machine_refresh_tokens`` makes the grant's answer carry a refresh token (spec-kitty's
+    SaaS) or not (plain RFC 6749 4.4). Their tokens belong to ``machine_email`` (``me``); an access
+    token issued without a refresh token is revoked only by its client, with its secret.
     """
 
     clock: FakeClock
@@ -318,6 +324,11 @@ class FakeOAuthServer(_FakeServer):
     _last_poll: dict[str, datetime] = field(default_factory=dict)
     _device_started: dict[str, datetime] = field(default_factory=dict)
     _interval: dict[str, float] = field(default_factory=dict)
+    machine_clients: dict[str, str] = field(default_factory=dict)  # client id -> secret
+    machine_refresh_tokens: bool = False
+    machine_email: str = "ci-bot@example.com"
+    grants: list[str] = field(default_factory=list)  # the client id of each accepted client credentials grant
+    _machine_tokens: dict[str, str] = field(default_factory=dict)  # access or refresh token -> client id
 
     def __post_init__(self) -> None:
         if self.metadata is None:
@@ -396,23 +407,81 @@ class FakeOAuthServer(_FakeServer):
         self._maybe_fail("me")
         if access_token not in self.valid_access:
             raise TokenRejectedError()
+        if access_token in self._machine_tokens:
+            return Identity(email=self.machine_email, name="CI bot", user_id="99",
+                            teams=(Team(id="3", slug="ci-bot", is_private_teamspace=True),))
         return Identity(email=self.email, name="Demo User", user_id="42", teams=self.teams)
+
+    def client_credentials(self, server_url: str, token_endpoint: str, client: ClientCredentials) -> IssuedTokens:
+        self._maybe_fail("client_credentials")
+        if self.machine_clients.get(client.client_id) != client.secret:
+            raise MachineClientRejectedError()  # unknown, wrong secret or revoked: one answer
+        self.grants.append(client.client_id)
+        access, refresh = self._new_pair()
+        self._machine_tokens[access] = client.client_id
+        if not self.machine_refresh_tokens:
+            self.valid_refresh.discard(refresh)
+            return IssuedTokens(access=access, refresh=None, expires_in=self.access_lifetime)
+        self._machine_tokens[refresh] = client.client_id
+        return IssuedTokens(access=access, refresh=refresh, expires_in=self.access_lifetime,
+                            session_id="sess-" + secrets.token_hex(4))
+
+    def revoke_machine_client(self, client_id: str) -> None:
+        """The principal is revoked: its grant is refused (invalid_client) and its tokens die."""
+        self.machine_clients.pop(client_id, None)
+        for token, owner in list(self._machine_tokens.items()):
+            if owner == client_id:
+                self.valid_access.discard(token)
+                self.valid_refresh.discard(token)
 
     def refresh(self, session: Credentials, on_late: Callable[[IssuedTokens], None] | None = None) -> IssuedTokens:
         self._maybe_fail("refresh")
         if session.tokens.refresh not in self.valid_refresh:
             raise TokenRejectedError()
         self.valid_refresh.discard(session.tokens.refresh)
-        return self._issue()
+        issued = self._issue()
+        if (owner := self._machine_tokens.get(session.tokens.refresh)) is not None:  # a machine session's family
+            self._machine_tokens.update({issued.access: owner, issued.refresh: owner})  # type: ignore[dict-item]
+        return issued
 
     # -- the SessionRevoker port
 
-    def revoke(self, session: Credentials, deadline: float) -> None:
+    def revoke(self, session: Credentials, deadline: float, as_client: ClientCredentials | None = None) -> None:
         self._maybe_fail("revoke")
         if not self.revocable:
             raise RevocationUnsupportedError()
+        if session.tokens.refresh is None:  # RFC 7009 with token_type_hint=access_token, by the token's client
+            access = session.tokens.access
+            owner = self._machine_tokens.get(access)
+            if as_client is None or owner != as_client.client_id or self.machine_clients.get(owner) != as_client.secret:
+                raise UnexpectedStatusError(401)  # invalid_client, as a real server answers it
+            self.valid_access.discard(access)
+            self.revoked.add(access)
+            return
         self.valid_refresh.discard(session.tokens.refresh)
         self.revoked.add(session.tokens.refresh)
+
+
+@dataclass
+class FakeMachineCredentials:
+    """A MachineCredentialsSource: the values the test sets (None: the variable is unset).
+
+    ``error`` is raised by ``secret()``, as an unusable secret file is; ``reads`` counts reads.
+    """
+
+    client_id_value: str | None = None
+    secret_value: str | None = None
+    error: MachineConfigurationError | None = None
+    reads: int = 0
+
+    def client_id(self) -> str | None:
+        return self.client_id_value
+
+    def secret(self) -> str | None:
+        self.reads += 1
+        if self.error is not None:
+            raise self.error
+        return self.secret_value
 
 
 @dataclass

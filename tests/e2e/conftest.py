@@ -64,6 +64,8 @@ class E2E:
     secrets: set[str] = field(default_factory=set)
     pkce_challenges: set[str] = field(default_factory=set)  # S256 challenges seen: their verifiers are secrets
     outputs: list[str] = field(default_factory=list)
+    client_secrets: set[str] = field(default_factory=set)  # machine clients': also never in any file of the home
+    extra_env: dict[str, str] = field(default_factory=dict)  # every process of this machine gets these too
 
     @property
     def credentials(self) -> Path:
@@ -78,10 +80,18 @@ class E2E:
             SPEC_KITTY_LOG_LEVEL="DEBUG",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         env.update(extra)
         if env.get("SPEC_KITTY_SAAS_TOKEN", "").strip():  # an access token from the environment: a secret too
             self.secrets.add(env["SPEC_KITTY_SAAS_TOKEN"].strip())
         return env
+
+    def machine_client(self, client_id: str = "ci-bot", **kwargs: str) -> str:
+        """Register a machine client on the server (refserver.machine); its secret joins the leak check."""
+        secret = self.server.create_machine_client(client_id, **kwargs)
+        self.client_secrets.add(secret)
+        self.secrets.add(secret)
+        return secret
 
     def remember_tokens(self) -> None:
         """Add the tokens now on disk to the secrets that must never appear in any output."""
@@ -150,6 +160,11 @@ class E2E:
             for secret in secrets:
                 assert secret not in text, "a secret value leaked into output or a log"
             assert not pkce_verifiers_in(text, self.pkce_challenges), "a PKCE verifier leaked into output or a log"
+        if self.client_secrets and self.home.exists():  # never stored: not in the credentials file nor beside it
+            for path in self.home.rglob("*"):
+                if path.is_file():
+                    data = path.read_bytes()
+                    assert not any(s.encode() in data for s in self.client_secrets), f"a client secret is in {path}"
 
 
 @pytest.fixture

@@ -66,6 +66,7 @@ def test_login_status_logout_with_password_stdin(e2e: E2E):
         "access_expires_at": data["tokens"]["access_expires_at"],
         "refresh_expires_at": data["tokens"]["refresh_expires_at"],
         "login_method": "password", "team_slug": data["user"].get("team_slug"), "session_id": None,
+        "machine_client_id": None,
         "token_source": "credentials_file",
     }
     access_exp = datetime.fromisoformat(report["access_expires_at"].replace("Z", "+00:00"))

@@ -21,6 +21,7 @@ from kitty_auth.domain.model import (
     Identity,
     IssuedTokens,
     LoginMethod,
+    MachineClient,
     OAuthClient,
     Team,
     TokenPair,
@@ -48,6 +49,7 @@ def oauth_session(method: LoginMethod = LoginMethod.WEB) -> Credentials:
             Team("7", "zoe-private", "Zoë's space", "owner", True),
             Team("9", "acme", 'Acme "Inc"', "member"),
         )),
+        machine=MachineClient("ci-bot") if method is LoginMethod.MACHINE else None,
     )
 
 

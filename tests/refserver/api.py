@@ -28,7 +28,7 @@ from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
 
-from refserver import DEFAULT_WS_TOKEN_LIFETIME, WS_EVENTS_PATH, accounts, options
+from refserver import DEFAULT_WS_TOKEN_LIFETIME, WS_EVENTS_PATH, accounts, issued, options
 from refserver.bearer import BEARER_AUTHENTICATION, opaque_tokens, session_id
 
 
@@ -153,6 +153,9 @@ class ShapedResponseMixin:
         response = super().post(request, *args, **kwargs)
         if response.status_code == 200:
             response.data = shape_token_response(response.data)
+            sent = request.data.get("refresh") if isinstance(request.data, Mapping) else None  # a refresh's old token
+            issued.record("access", response.data.get("access"))
+            issued.record("refresh", response.data.get("refresh"), rotated_from=sent)
         return response
 
 
@@ -186,6 +189,7 @@ class ProtectedView(APIView):
 class WsTokenView(ProtectedView):
     def post(self, request: Request) -> Response:
         token, expires_at = ws_tokens.issue(request.user.get_username())
+        issued.record("ws", token)
         available = {
             "expires_at": utc_iso(expires_at),
             "expires_in": int(ws_tokens.lifetime),

@@ -15,7 +15,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from refserver import CONTROL_PREFIX, CONTROL_SECRET_HEADER, DEMO_USERNAME, WS_EVENTS_PATH, accounts, api, host, oauth, options
+from refserver import CONTROL_PREFIX, CONTROL_SECRET_HEADER, DEMO_USERNAME, WS_EVENTS_PATH, accounts, api, host, issued, machine, oauth, options
 from refserver.bearer import opaque_tokens
 
 Scope = dict[str, Any]
@@ -341,6 +341,9 @@ class RefServerApp:
             ("POST", "tokens/refresh-accepted"): self._refresh_accepted,
             ("POST", "oauth/device/expire"): self._expire_device_codes,
             ("POST", "oauth/device/decide"): self._decide_device_code,
+            ("POST", "machine-clients"): self._create_machine_client,
+            ("POST", "machine-clients/rotate"): self._rotate_machine_secret,
+            ("POST", "machine-clients/revoke"): self._revoke_machine_client,
             ("POST", "ws/send"): self._ws_send,
             ("POST", "ws/disconnect"): self._ws_disconnect,
             ("POST", "reset"): self._reset,
@@ -354,6 +357,7 @@ class RefServerApp:
             return
         fault = self.faults.take(scope["path"])
         entry = self.stats.record_request(scope, fault)
+        issued.current_request.set(entry)  # this request's task only: the token journal names its fault
         before_view = fault is not None and not (fault.after_view and scope["type"] == "http")
         if before_view and fault.delay and await self._delay_interrupted(fault.delay):
             await abort_connection(send)  # the server is shutting down: one that never answers goes away
@@ -551,6 +555,27 @@ class RefServerApp:
         decided = await sync_to_async(oauth.decide_device_code)(payload["user_code"], payload["approve"], username)
         return {"decided": decided}
 
+    async def _create_machine_client(self, payload: Any) -> Any:
+        """{"client_id", "email"?, "name"?} -> {"client_id", "client_secret", "email"} (a new secret each time)."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("client_id"), str) or not payload["client_id"]:
+            raise BadRequest("expected an object with a string 'client_id'")
+        extra = {key: payload[key] for key in ("email", "name") if isinstance(payload.get(key), str)}
+        return await sync_to_async(machine.create_machine_client)(payload["client_id"], **extra)
+
+    async def _rotate_machine_secret(self, payload: Any) -> Any:
+        """{"client_id"} -> {"client_secret": new secret, or null for an unknown client}."""
+        client_id = payload.get("client_id") if isinstance(payload, dict) else None
+        if not isinstance(client_id, str):
+            raise BadRequest("expected an object with a string 'client_id'")
+        return {"client_secret": await sync_to_async(machine.rotate_machine_secret)(client_id)}
+
+    async def _revoke_machine_client(self, payload: Any) -> Any:
+        """{"client_id"} -> {"revoked": bool}."""
+        client_id = payload.get("client_id") if isinstance(payload, dict) else None
+        if not isinstance(client_id, str):
+            raise BadRequest("expected an object with a string 'client_id'")
+        return {"revoked": await sync_to_async(machine.revoke_machine_client)(client_id)}
+
     async def _reset(self, _: Any) -> Any:
         """Back to the state after start: no faults, empty statistics, start-up lifetimes, default options, no
         stored events."""
@@ -558,5 +583,6 @@ class RefServerApp:
         self.stats.reset()
         options.current.reset()
         host.reset()
+        await sync_to_async(machine.remove_machine_clients)()
         api.set_lifetimes(**self.default_lifetimes)
         return api.get_lifetimes()

@@ -24,13 +24,17 @@ def oauth_access_lifetime(_request: object) -> int:
     return int(oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
 
 
-def configure_django(state_dir: Path, access_lifetime: float, refresh_lifetime: float) -> None:
-    """Configure settings, set Django up, migrate a fresh database in `state_dir`, seed the demo user and client."""
+def configure_django(
+    state_dir: Path, access_lifetime: float, refresh_lifetime: float, *, keep_database: bool = False, secret_key: str | None = None
+) -> None:
+    """Configure settings, set Django up, migrate a fresh database in `state_dir` (`keep_database`: the one already
+    there, so its tokens stay valid), seed the demo user and client. `secret_key` signs the JWTs (default: a new one)."""
     database = state_dir / "db.sqlite3"
-    database.unlink(missing_ok=True)
+    if not keep_database:
+        database.unlink(missing_ok=True)
     settings.configure(
         DEBUG=False,
-        SECRET_KEY=secrets.token_urlsafe(50),
+        SECRET_KEY=secret_key or secrets.token_urlsafe(50),
         ALLOWED_HOSTS=["127.0.0.1", "localhost"],
         ROOT_URLCONF="refserver.urls",
         INSTALLED_APPS=[
@@ -82,7 +86,8 @@ def configure_django(state_dir: Path, access_lifetime: float, refresh_lifetime: 
             "UPDATE_LAST_LOGIN": False,
         },
         OAUTH2_PROVIDER={
-            "OAUTH2_VALIDATOR_CLASS": "refserver.oauth.Validator",
+            "OAUTH2_VALIDATOR_CLASS": "refserver.machine.MachineValidator",  # refserver.oauth.Validator + machine clients
+            "OAUTH2_SERVER_CLASS": "refserver.machine.Server",  # a client credentials grant that can give a refresh token
             "SCOPES": {OAUTH_SCOPE: "Stay logged in (refresh tokens)"},
             "DEFAULT_SCOPES": [OAUTH_SCOPE],
             "PKCE_REQUIRED": True,

@@ -33,6 +33,7 @@ from refserver import (
     DEFAULT_REFRESH_LIFETIME,
     DEMO_PASSWORD,
     DEMO_USERNAME,
+    issued,
 )
 
 __all__ = ["DEMO_PASSWORD", "DEMO_USERNAME", "RefServer", "RefServerError"]
@@ -83,7 +84,11 @@ class RefServer:
         """The server's stdout and stderr."""
         return self.state_dir / "server.log"
 
-    def start(self) -> None:
+    def start(self, *, port: int | None = None, keep_state: bool = False, options: dict[str, Any] | None = None,
+              lifetimes: dict[str, float] | None = None) -> None:
+        """Start the server on `port` (default: the constructor's). `keep_state`: with the database, CA, signing key
+        and token journal `state_dir` holds from a previous start, and the log appended to (see `restart`).
+        `options`, `lifetimes`: as set_options and set_lifetimes would set them, in force from the first request."""
         if self._process is not None:
             raise RefServerError("the reference server is already running")
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -92,12 +97,14 @@ class RefServer:
         command = [
             self.python, str(SERVER_SCRIPT),
             "--state-dir", str(self.state_dir),
-            "--port", str(self.port),
+            "--port", str(self.port if port is None else port),
             "--access-lifetime", str(self.access_lifetime),
             "--refresh-lifetime", str(self.refresh_lifetime),
             "--ping-interval", str(self.ping_interval),
-        ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
+            "--set-options", json.dumps(options or {}),
+            "--set-lifetimes", json.dumps(lifetimes or {}),
+        ] + (["--keep-state"] if keep_state else [])  # fmt: skip
+        with open(self.log_path, "ab" if keep_state else "wb") as log:
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.start_timeout
         while True:
@@ -138,6 +145,16 @@ class RefServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Stop the server (as `stop`) and start it again on the same port with the same database, CA and signing key:
+        the tokens it issued stay valid and clients keep trusting it. Its lifetimes and options are what they were
+        from the first request on; faults, statistics and stored events start empty. A request in flight meanwhile
+        loses its answer."""
+        port = urlsplit(self.url).port
+        lifetimes, options = self.lifetimes(), self.options()
+        self.stop(timeout)
+        self.start(port=port, keep_state=True, options=options, lifetimes=lifetimes)
 
     @property
     def running(self) -> bool:
@@ -300,6 +317,12 @@ class RefServer:
         using it: False once rotated out, blacklisted, revoked or expired."""
         return self.control("POST", "tokens/refresh-accepted", {"refresh": refresh_token})["accepted"]
 
+    def issued_tokens(self) -> list[dict[str, Any]]:
+        """Every token the server issued since its first start (restarts included), oldest first: [{"time", "kind"
+        ("access", "refresh", "ws", "device_code"), "token", "path", "request_time", "fault", "rotated_from_sha256"}]
+        (see refserver.issued). Read from its state directory: works while the server runs and after it stopped."""
+        return issued.read(self.state_dir)
+
     def expire_device_codes(self) -> int:
         """Make every pending device code expire now (polls then answer `expired_token`); returns how many.
         For codes that expire by themselves, `set_options(device_expires_in=SECONDS)` before they are issued."""
@@ -325,6 +348,26 @@ class RefServer:
 
         return approve_authorization(authorization_url, ca=self.ssl_context(), **kwargs)
 
+    def create_machine_client(self, client_id: str = "ci-bot", *, email: str | None = None,
+                              name: str | None = None) -> str:
+        """Register a machine client (a confidential application for the client credentials grant) and its service
+        user (`email`, default `<client_id>@spec-kitty.test`, what `me` names); returns its secret, new at each call.
+        Whether its grant gives a refresh token: `set_options(machine_refresh_token=...)`."""
+        payload = {"client_id": client_id, "email": email, "name": name}
+        return self.control("POST", "machine-clients", {k: v for k, v in payload.items() if v is not None})["client_secret"]
+
+    def rotate_machine_secret(self, client_id: str = "ci-bot") -> str:
+        """A new secret for the machine client; the old one is refused (invalid_client), issued tokens stay valid."""
+        secret = self.control("POST", "machine-clients/rotate", {"client_id": client_id})["client_secret"]
+        if secret is None:
+            raise RefServerError(f"no machine client {client_id!r}")
+        return secret
+
+    def revoke_machine_client(self, client_id: str = "ci-bot") -> bool:
+        """Revoke the principal: its grant answers 400 invalid_client and every token of its service user dies."""
+        return self.control("POST", "machine-clients/revoke", {"client_id": client_id})["revoked"]
+
     def reset(self) -> None:
-        """No faults, empty statistics, the lifetimes the server started with, default options, no events."""
+        """No faults, empty statistics, the lifetimes the server started with, default options, no events, no machine
+        clients."""
         self.control("POST", "reset")

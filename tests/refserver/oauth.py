@@ -30,6 +30,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from oauth2_provider import views as dot_views
 from oauth2_provider.models import get_application_model, get_device_grant_model, get_refresh_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request as OAuthlibRequest
 
 from refserver import (
@@ -41,6 +42,7 @@ from refserver import (
     OAUTH_REVOKE_PATH,
     OAUTH_SCOPE,
     OAUTH_TOKEN_PATH,
+    issued,
     options,
 )
 
@@ -69,6 +71,11 @@ def oauth_error(error: str, description: str | None = None, status: int = 400) -
 
 
 class Validator(OAuth2Validator):
+    def validate_refresh_token(self, refresh_token: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any) -> bool:
+        # DOT reads the grace period from its settings object at each validation: follow the run-time option.
+        oauth2_settings.REFRESH_TOKEN_GRACE_PERIOD_SECONDS = options.current.oauth_refresh_grace_period
+        return super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
+
     def validate_grant_type(self, client_id: str, grant_type: str, client: Any, request: OAuthlibRequest, *args: Any, **kwargs: Any) -> bool:
         if grant_type != DEVICE_CODE_GRANT:
             return super().validate_grant_type(client_id, grant_type, client, request, *args, **kwargs)
@@ -82,6 +89,13 @@ class Validator(OAuth2Validator):
         return True
 
 
+def _error(response: HttpResponse) -> str | None:
+    try:
+        return json.loads(response.content).get("error")
+    except (ValueError, AttributeError):
+        return None
+
+
 def refresh_token_family(refresh_token: str) -> str | None:
     checksum = hashlib.sha256(refresh_token.encode()).hexdigest()
     found = get_refresh_token_model().objects.filter(token_checksum=checksum).first()
@@ -91,9 +105,16 @@ def refresh_token_family(refresh_token: str) -> str | None:
 class TokenView(dot_views.TokenView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = super().post(request, *args, **kwargs)
+        if response.status_code == 401 and "HTTP_AUTHORIZATION" not in request.META and _error(response) == "invalid_client":
+            # A client that authenticated in the form (a machine client's secret, or none) gets the contract's 400
+            # invalid_client, as spec-kitty's SaaS answers it: unknown client, wrong secret and revoked alike.
+            return oauth_error("invalid_client", "Client authentication failed.")
         if response.status_code != 200:
             return response
         data = json.loads(response.content)
+        refreshing = request.POST.get("grant_type") == "refresh_token"
+        issued.record("access", data.get("access_token"))
+        issued.record("refresh", data.get("refresh_token"), rotated_from=request.POST.get("refresh_token") if refreshing else None)
         if "refresh_token" in data:
             data["session_id"] = refresh_token_family(data["refresh_token"])
             if options.current.oauth_refresh_token_expires_in:
@@ -122,6 +143,7 @@ class DeviceAuthorizationView(dot_views.DeviceAuthorizationView):
         if response.status_code != 200:
             return response
         data = json.loads(response.content)
+        issued.record("device_code", data.get("device_code"))
         verify = request.build_absolute_uri(DEVICE_VERIFY_PATH)
         interval, expires_in = options.current.device_interval, options.current.device_expires_in
         data |= {
@@ -161,11 +183,11 @@ def metadata(request: HttpRequest) -> HttpResponse:
         "device_authorization_endpoint": issuer + OAUTH_DEVICE_PATH,
         "revocation_endpoint": issuer + OAUTH_REVOKE_PATH,
         "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_CODE_GRANT],
+        "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_CODE_GRANT, "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": [OAUTH_SCOPE],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "revocation_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],  # the latter: machine clients
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post"],
     }
     if mode == "omit":
         del document[tampered]

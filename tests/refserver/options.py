@@ -44,6 +44,12 @@ class Options:
       device_expires_in      lifetime of new device and user codes, seconds
       device_slow_down       the next N device-code polls answer `slow_down` (whatever the grant's state)
       oauth_refresh_token_expires_in  OAuth token responses also carry `refresh_token_expires_in`
+      oauth_refresh_grace_period  seconds a rotated-out OAuth refresh token is still accepted (django-oauth-toolkit's
+                             REFRESH_TOKEN_GRACE_PERIOD_SECONDS; 0: refused at once): sent again within them, it gets
+                             the access and refresh token its first use got, once more
+      machine_refresh_token  the client credentials grant of machine clients gives a refresh token (as spec-kitty's
+                             SaaS does; the CLI then refreshes with client_id=cli_native); False: plain RFC 6749
+                             4.4.3, an access token only (the CLI renews by running the grant again)
     """
 
     team_slug: bool = True
@@ -58,6 +64,8 @@ class Options:
     device_expires_in: int = 600
     device_slow_down: int = 0
     oauth_refresh_token_expires_in: bool = False
+    oauth_refresh_grace_period: int = 0
+    machine_refresh_token: bool = True
 
     def update(self, changes: Any) -> None:
         """Apply `changes` ({name: value}) after checking all of them; nothing changes if one is wrong."""

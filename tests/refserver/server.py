@@ -4,7 +4,8 @@ Serves Django (DRF + simplejwt, and OAuth 2.0 through django-oauth-toolkit) plus
 /_control/ API over TLS on 127.0.0.1 with uvicorn, using a fresh trustme CA whose certificate is written to
 DIR/ca.pem. Once listening it writes DIR/ready.json ({"url", "ca", "control_secret", "pid"}) and prints
 "refserver ready on URL" followed by the CA path, the demo user and how to point the CLI at it.
-SIGTERM or SIGINT shuts it down cleanly (exit status 0).
+SIGTERM or SIGINT shuts it down cleanly (exit status 0). `--keep-state` starts it again on what a previous run left in
+DIR (database, CA, signing key, token journal): a restart that every issued token survives.
 """
 
 from __future__ import annotations
@@ -43,20 +44,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--access-lifetime", type=float, default=DEFAULT_ACCESS_LIFETIME, help="seconds")
     parser.add_argument("--refresh-lifetime", type=float, default=DEFAULT_REFRESH_LIFETIME, help="seconds")
     parser.add_argument("--ping-interval", type=float, default=DEFAULT_PING_INTERVAL, help="seconds between WebSocket pings")
+    parser.add_argument("--keep-state", action="store_true",
+                        help="a restart: keep the database, CA, certificate, signing key and token journal of the last run "
+                             "in --state-dir, so the tokens it issued stay valid and clients keep trusting it")
+    parser.add_argument("--set-options", type=json.loads, default={}, metavar="JSON",
+                        help="run-time options (refserver.options) in force from the first request on; reset() "
+                             "still restores the defaults")
+    parser.add_argument("--set-lifetimes", type=json.loads, default={}, metavar="JSON",
+                        help='{"access", "refresh", "ws"} seconds in force from the first request on; reset() still '
+                             "restores the start-up lifetimes")
     return parser.parse_args(argv)
 
 
-def write_tls_files(state_dir: Path) -> tuple[Path, Path]:
-    """A new CA and a server certificate for 127.0.0.1 and localhost; returns (ca.pem, server.pem with key)."""
+def write_tls_files(state_dir: Path, *, keep: bool = False) -> tuple[Path, Path]:
+    """A new CA and a server certificate for 127.0.0.1 and localhost (`keep`: those already there, if both are);
+    returns (ca.pem, server.pem with key)."""
     import trustme
 
+    ca_path, server_path = state_dir / "ca.pem", state_dir / "server.pem"
+    if keep and ca_path.is_file() and server_path.is_file():
+        return ca_path, server_path
     ca = trustme.CA()
     server_cert = ca.issue_cert("127.0.0.1", "localhost")
-    ca_path, server_path = state_dir / "ca.pem", state_dir / "server.pem"
     ca.cert_pem.write_to_path(str(ca_path))
     server_path.touch(mode=0o600)
     server_cert.private_key_and_cert_chain_pem.write_to_path(str(server_path))
     return ca_path, server_path
+
+
+def signing_key(state_dir: Path, *, keep: bool = False) -> str:
+    """Django's SECRET_KEY (simplejwt signs with it): the one in `state_dir`/secret-key when `keep`, else a new one,
+    written there 0600 for the next restart."""
+    path = state_dir / "secret-key"
+    if keep and path.is_file():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(50)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key)
+    return key
 
 
 def bind_socket(port: int) -> socket.socket:
@@ -116,9 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     ready_path = state_dir / "ready.json"
     ready_path.unlink(missing_ok=True)
 
+    from refserver import issued
     from refserver.config import configure_django
 
-    configure_django(state_dir, args.access_lifetime, args.refresh_lifetime)
+    keep = args.keep_state
+    configure_django(state_dir, args.access_lifetime, args.refresh_lifetime, keep_database=keep,
+                     secret_key=signing_key(state_dir, keep=keep))
+    issued.open_journal(state_dir, keep=keep)
 
     import uvicorn
     from django.core.asgi import get_asgi_application
@@ -128,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     control_secret = secrets.token_urlsafe(32)
     default_lifetimes = {"access": args.access_lifetime, "refresh": args.refresh_lifetime, "ws": DEFAULT_WS_TOKEN_LIFETIME}
     app = RefServerApp(get_asgi_application(), control_secret, args.ping_interval, default_lifetimes)
-    ca_path, server_pem = write_tls_files(state_dir)
+    from refserver import api, options
+
+    options.current.update(args.set_options)
+    api.set_lifetimes(**args.set_lifetimes)
+    ca_path, server_pem = write_tls_files(state_dir, keep=keep)
     sock = bind_socket(args.port)
     url = f"https://127.0.0.1:{sock.getsockname()[1]}"
     config = uvicorn.Config(

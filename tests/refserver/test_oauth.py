@@ -3,6 +3,7 @@ answers, refresh rotation, revocation, `me`, OAuth tokens on the password server
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import httpx
@@ -188,3 +189,35 @@ def test_oauth_lifetimes_follow_set_lifetimes(server: RefServer, client: httpx.C
 def test_password_and_oauth_refresh_checks_tell_tokens_apart(server: RefServer, client: httpx.Client) -> None:
     assert server.refresh_token_accepted(login(client)["refresh"])
     assert not server.refresh_token_accepted("no-such-token")
+
+
+def test_grace_period_accepts_a_rotated_out_refresh_token_once_more_with_the_same_answer(server: RefServer, client: httpx.Client) -> None:
+    """django-oauth-toolkit's REFRESH_TOKEN_GRACE_PERIOD_SECONDS, as the `oauth_refresh_grace_period` option: a client
+    that never saw a refresh's answer sends the old token again and gets the pair the first use got."""
+    server.set_options(oauth_refresh_grace_period=30)
+    tokens = device_login(server, client)
+    first = refresh(client, tokens["refresh_token"]).json()
+    assert server.refresh_token_accepted(tokens["refresh_token"])  # rotated out, still within the grace period
+    again = refresh(client, tokens["refresh_token"])
+    assert again.status_code == 200
+    assert (again.json()["access_token"], again.json()["refresh_token"]) == (first["access_token"], first["refresh_token"])
+    assert client.get(ME_PATH, headers=bearer(first["access_token"])).status_code == 200
+    newer = refresh(client, first["refresh_token"]).json()  # once its successor is used, the old token is dead
+    assert not server.refresh_token_accepted(tokens["refresh_token"])
+    assert refresh(client, tokens["refresh_token"]).status_code == 400
+    server.reset()  # back to no grace period: a rotated-out token is refused at once
+    assert server.options()["oauth_refresh_grace_period"] == 0
+    assert refresh(client, newer["refresh_token"]).status_code == 200
+    assert not server.refresh_token_accepted(newer["refresh_token"])
+    assert refresh(client, newer["refresh_token"]).status_code == 400
+
+
+def test_the_token_journal_names_oauth_tokens_and_the_refresh_token_each_refresh_consumed(server: RefServer, client: httpx.Client) -> None:
+    tokens = device_login(server, client)
+    rotated = refresh(client, tokens["refresh_token"]).json()
+    journal = {entry["token"]: entry for entry in server.issued_tokens()}
+    assert journal[tokens["access_token"]]["kind"] == "access" and journal[tokens["refresh_token"]]["kind"] == "refresh"
+    assert journal[tokens["refresh_token"]]["rotated_from_sha256"] is None  # a login
+    assert journal[rotated["refresh_token"]]["rotated_from_sha256"] == hashlib.sha256(tokens["refresh_token"].encode()).hexdigest()
+    assert journal[rotated["access_token"]]["path"] == OAUTH_TOKEN_PATH
+    assert any(entry["kind"] == "device_code" for entry in journal.values())

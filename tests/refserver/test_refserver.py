@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from refserver import DEMO_TEAM_SLUG, REFRESH_PATH, TOKEN_PATH, WS_EVENTS_PATH, WS_TOKEN_PATH
+from refserver import DEMO_TEAM_SLUG, ME_PATH, REFRESH_PATH, TOKEN_PATH, WS_EVENTS_PATH, WS_TOKEN_PATH
 from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME, RefServer, RefServerError
 from refserver.testing import claims, login, ws_connect, ws_token
 
@@ -260,3 +262,44 @@ def test_started_server_says_how_to_use_it(server: RefServer) -> None:
     assert f"refserver ready on {server.url}" in banner
     assert f"CA certificate:  {server.ca_path}" in banner and DEMO_PASSWORD in banner
     assert f"SSL_CERT_FILE={server.ca_path} SPEC_KITTY_SAAS_URL={server.url}" in banner
+
+
+# ------------------------------------------------------------------------------------ token journal, restart
+
+
+def test_the_token_journal_names_every_issued_token_the_refresh_it_came_from_and_its_fault(server: RefServer, client: httpx.Client) -> None:
+    tokens = login(client)
+    fault = server.add_fault(REFRESH_PATH, after_view=True, delay=0.1, count=1)
+    rotated = client.post(REFRESH_PATH, json={"refresh": tokens["refresh"]}).json()
+    ws = ws_token(client, rotated["access"])
+    journal = {entry["token"]: entry for entry in server.issued_tokens()}
+    assert {journal[token]["kind"] for token in (tokens["access"], rotated["access"])} == {"access"}
+    assert journal[ws]["kind"] == "ws" and journal[ws]["path"] == WS_TOKEN_PATH
+    assert journal[tokens["refresh"]]["rotated_from_sha256"] is None and journal[tokens["refresh"]]["fault"] is None
+    new = journal[rotated["refresh"]]
+    assert new["rotated_from_sha256"] == hashlib.sha256(tokens["refresh"].encode()).hexdigest()
+    assert new["fault"] == fault["id"] and new["path"] == REFRESH_PATH
+    assert new["request_time"] <= new["time"]
+
+
+def test_restart_keeps_the_port_the_ca_the_options_and_every_token_valid(tmp_path: Path) -> None:
+    with RefServer(tmp_path / "state") as server:
+        url, ca = server.url, server.ca_path.read_bytes()
+        server.set_lifetimes(access=60)
+        server.set_options(team_slug=False, oauth_refresh_grace_period=5)
+        with httpx.Client(base_url=url, verify=server.ssl_context(), trust_env=False, timeout=5) as client:
+            tokens = login(client)
+        server.add_fault(REFRESH_PATH, status=503)
+        server.restart()
+        assert server.running and server.url == url and server.ca_path.read_bytes() == ca
+        with httpx.Client(base_url=url, verify=server.ssl_context(), trust_env=False, timeout=5) as client:
+            assert client.get(ME_PATH, headers={"Authorization": f"Bearer {tokens['access']}"}).status_code == 200
+            rotated = client.post(REFRESH_PATH, json={"refresh": tokens["refresh"]})
+        assert rotated.status_code == 200 and "team_slug" not in rotated.json()  # options in force from the start
+        assert claims(rotated.json()["access"])["exp"] - claims(rotated.json()["access"])["iat"] == 60
+        assert server.options()["team_slug"] is False and server.options()["oauth_refresh_grace_period"] == 5
+        assert server.faults() == []
+        assert {tokens["refresh"], rotated.json()["refresh"]} <= {entry["token"] for entry in server.issued_tokens()}
+        assert server.log_path.read_text().count(f"refserver ready on {url}") == 2  # the log is kept, not restarted
+        server.reset()  # the defaults, and the lifetimes the harness started it with
+        assert server.options()["team_slug"] is True and server.lifetimes()["access"] == 900

@@ -35,7 +35,7 @@ SERVER = "https://auth.example.test"
 OTHER = "https://other.example.test"
 USER, PASSWORD = "user@example.com", "s3cret"
 JSON_KEYS = {"authenticated", "username", "server_url", "access_expires_at", "refresh_expires_at",
-             "login_method", "team_slug", "session_id", "token_source"}
+             "login_method", "team_slug", "session_id", "machine_client_id", "token_source"}
 
 
 class World:
@@ -415,7 +415,7 @@ class TestStatusAndLogout:
                         "access_expires_at": "2026-02-03T16:45:00Z",
                         "refresh_expires_at": "2026-02-10T16:30:00Z",
                         "login_method": "password", "team_slug": None, "session_id": None,
-                        "token_source": "credentials_file"}
+                        "machine_client_id": None, "token_source": "credentials_file"}
         creds = world.repo.credentials
         assert creds.tokens.access not in result.output and creds.tokens.refresh not in result.output
 
@@ -634,3 +634,33 @@ def test_our_own_process_configures_the_root_logger(tmp_path, logging_restored):
     configure_logging(settings, owns_process=True)
     configure_logging(settings, owns_process=True)  # idempotent: one handler
     assert root.level == logging.DEBUG and len(root.handlers) == 1
+
+
+EARLY_SIGNAL = """
+import os, signal, sys, time
+MODE = sys.argv[1]
+class LandsWhileTheCliIsImported:
+    def find_spec(self, name, path=None, target=None):
+        if name == "kitty_auth.entrypoints.cli":
+            if MODE == "INT":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        return None
+sys.meta_path.insert(0, LandsWhileTheCliIsImported())
+from kitty_auth.console import main
+sys.argv = ["kitty-auth", "auth", "status"]
+main()
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGKILL"), reason="POSIX signals")
+@pytest.mark.parametrize(("sig", "code", "word"), [("INT", 130, "Aborted."), ("TERM", 143, "Terminated.")])
+def test_ctrl_c_or_sigterm_while_the_cli_is_still_importing_is_not_a_traceback(sig, code, word, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", EARLY_SIGNAL, sig], capture_output=True, text=True, timeout=60,
+                          env={"SPEC_KITTY_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.strip() == word and "Traceback" not in proc.stderr

@@ -5,7 +5,7 @@ Layout (CONTRACT.md, "Files and settings"); the password part is exactly what th
 
     [tokens]
     access = "eyJ..."
-    refresh = "eyJ..."
+    refresh = "eyJ..."                  # absent only for a machine session whose grant gave none
     access_expires_at = "2026-02-03T16:45:00Z"
     refresh_expires_at = "2026-02-10T16:30:00Z"   # absent: unknown (OAuth), valid until refused
     access_lifetime_s = 60              # opaque access tokens: their lifetime when issued (whole
@@ -25,13 +25,19 @@ Layout (CONTRACT.md, "Files and settings"); the password part is exactly what th
     url = "https://spec-kitty-dev.fly.dev"
 
     [session]                           # absent for a password session without an id
-    method = "web"                      # "web" or "device"; absent: "password"
+    method = "web"                      # "web", "device" or "machine"; absent: "password"
     id = "..."                          # the server's session id, when it named one
 
     [oauth]                             # OAuth sessions: where they are refreshed and revoked
     client_id = "spec-kitty-cli"
     token_endpoint = "https://.../oauth/token/"
     revocation_endpoint = "https://.../oauth/revoke_token/"
+
+    [machine]                           # machine sessions (login --machine) only
+    client_id = "ci-bot"                # SPEC_KITTY_MACHINE_CLIENT_ID at login; its secret is never
+                                        # stored (nor the secret file's path): a session without a
+                                        # refresh token is renewed with the secret from the
+                                        # renewing process's environment
 
 Reading (``parse``) uses the standard library's ``tomllib``: fast, and all ``auth status``
 needs. Instants are read with ``Z``, ``+00:00`` or any other offset, and without a zone as UTC
@@ -69,6 +75,7 @@ from kitty_auth.domain.model import (
     Credentials,
     Identity,
     LoginMethod,
+    MachineClient,
     OAuthClient,
     Team,
     TokenPair,
@@ -82,6 +89,7 @@ OUR_KEYS: dict[str, tuple[str, ...]] = {
     "server": ("url",),
     "session": ("method", "id"),
     "oauth": ("client_id", "token_endpoint", "revocation_endpoint"),
+    "machine": ("client_id",),
 }
 
 
@@ -133,9 +141,11 @@ def _session(doc: dict[str, Any]) -> Credentials | None:
     user = _table(doc, "user")
     server = _table(doc, "server")
     refresh_at = tokens.get("refresh_expires_at")
+    machine = _machine(_optional_table(doc, "machine"))
     pair = TokenPair(
         access=_text(tokens, "access"),
-        refresh=_text(tokens, "refresh"),
+        # Only a machine session may lack a refresh token (its grant renews it).
+        refresh=_text(tokens, "refresh") if machine is None or "refresh" in tokens else None,
         access_expires_at=parse_timestamp(tokens["access_expires_at"]),
         refresh_expires_at=None if refresh_at is None else parse_timestamp(refresh_at),
         opaque_access_lifetime=_lifetime(tokens.get("access_lifetime_s")),
@@ -145,6 +155,8 @@ def _session(doc: dict[str, Any]) -> Credentials | None:
     oauth = _oauth(_optional_table(doc, "oauth"))
     if (oauth is None) != (method is LoginMethod.PASSWORD):
         raise ValueError("an OAuth session needs its [oauth] client, a password session none")
+    if (machine is None) != (method is not LoginMethod.MACHINE):
+        raise ValueError("a machine session needs its [machine] client, other sessions none")
     return Credentials(
         tokens=pair,
         username=_text(user, "username"),
@@ -154,6 +166,7 @@ def _session(doc: dict[str, Any]) -> Credentials | None:
         session_id=_optional_text(session, "id"),
         oauth=oauth,
         identity=_identity(user),
+        machine=machine,
     )
 
 
@@ -180,6 +193,15 @@ def _oauth(table: dict[str, Any]) -> OAuthClient | None:
         token_endpoint=_text(table, "token_endpoint"),
         revocation_endpoint=_optional_text(table, "revocation_endpoint"),
     )
+
+
+def _machine(table: dict[str, Any]) -> MachineClient | None:
+    if "client_id" not in table:
+        return None
+    client_id = _text(table, "client_id")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in client_id):  # `status` prints it
+        raise ValueError("client_id")
+    return MachineClient(client_id=client_id)
 
 
 def _identity(user: dict[str, Any]) -> Identity | None:
@@ -351,7 +373,7 @@ def without_session(existing: bytes, others: Sequence[OtherSession] | None = UNC
 
 def _values(c: Credentials) -> dict[str, dict[str, Any]]:
     """Our keys' new values, table by table; None removes a key."""
-    t, ident, oauth = c.tokens, c.identity, c.oauth
+    t, ident, oauth, machine = c.tokens, c.identity, c.oauth, c.machine
     password = c.login_method is LoginMethod.PASSWORD
     return {
         "tokens": {
@@ -376,6 +398,7 @@ def _values(c: Credentials) -> dict[str, dict[str, Any]]:
             "token_endpoint": oauth and oauth.token_endpoint,
             "revocation_endpoint": oauth and oauth.revocation_endpoint,
         },
+        "machine": {"client_id": machine and machine.client_id},
     }
 
 

@@ -29,6 +29,7 @@ from kitty_auth.adapters.https_client import LOGIN_AGAIN_HINT, HttpsClient, rais
 from kitty_auth.adapters.response_fields import Instant, Seconds, SessionId, Slug, Token, parse
 from kitty_auth.domain.errors import MalformedResponseError, TokenRejectedError
 from kitty_auth.domain.interrupts import INTERRUPTS
+from kitty_auth.domain.machine import ClientCredentials, MachineClientRejectedError
 from kitty_auth.domain.model import Credentials, Identity, IssuedTokens, Team, normalize_server_url
 from kitty_auth.domain.oauth import (
     DEVICE_GRANT,
@@ -95,9 +96,10 @@ class OAuthTokenResponse(_Model):
     session_id: SessionId | None = None
     team_slug: Slug | None = None
 
-    def issued(self, refresh_fallback: str | None = None) -> IssuedTokens:
+    def issued(self, refresh_fallback: str | None = None, *, require_refresh: bool = True) -> IssuedTokens:
+        """``require_refresh=False``: the client credentials grant, which may give none (RFC 6749 4.4.3)."""
         refresh = self.refresh_token or refresh_fallback
-        if not refresh or (self.token_type is not None and self.token_type.lower() != "bearer"):
+        if (require_refresh and not refresh) or (self.token_type is not None and self.token_type.lower() != "bearer"):
             raise MalformedResponseError()
         return IssuedTokens(
             access=self.access_token, refresh=refresh, expires_in=self.expires_in,
@@ -277,6 +279,29 @@ class HttpxOAuthGateway:
         raise_for_status(status, LOGIN_AGAIN_HINT)
         raise AssertionError("unreachable")
 
+    def client_credentials(self, server_url: str, token_endpoint: str, client: ClientCredentials) -> IssuedTokens:
+        """The client credentials grant (RFC 6749 4.4) of a machine login or renewal.
+
+        The secret goes in the form body (``client_secret``, RFC 6749 2.3.1), as spec-kitty's SaaS
+        takes it, never in a URL or a header, and so never in a log line. No ``key`` and no
+        ``on_late``: a grant rotates nothing, so sending it twice or dropping a late answer loses
+        nothing. ``invalid_client`` (400, or 401 as RFC 6749 5.2 allows) is MachineClientRejectedError.
+        """
+        if not same_origin_https(server_url, token_endpoint):
+            raise UnsafeEndpointError("token endpoint")  # checked at login too; a tampered file at renewal
+        status, body = self._token_request(token_endpoint, {
+            "grant_type": "client_credentials", "client_id": client.client_id, "client_secret": client.secret,
+        })
+        if status == 200:
+            return parse(OAuthTokenResponse, body).issued(require_refresh=False)
+        error = _oauth_error(body) if status in (400, 401) else None
+        if error == "invalid_client":
+            raise MachineClientRejectedError()
+        if error:
+            raise OAuthProtocolError(error, "client credentials grant")
+        raise_for_status(status)
+        raise AssertionError("unreachable")
+
     # -- the signed-in user
 
     def me(self, server_url: str, access_token: str) -> Identity:
@@ -291,15 +316,20 @@ class HttpxOAuthGateway:
 
     # -- revocation (RFC 7009)
 
-    def revoke(self, session: Credentials, deadline: float) -> None:
+    def revoke(self, session: Credentials, deadline: float, as_client: ClientCredentials | None = None) -> None:
+        """RFC 7009: the refresh token, or for a session without one (a machine session renewed by its grant)
+        the access token; ``as_client`` authenticates as that confidential client (its secret in the form)."""
         client = session.oauth
         if client is None or client.revocation_endpoint is None:
             raise RevocationUnsupportedError()
         if not same_origin_https(session.server_url, client.revocation_endpoint):
             raise UnsafeEndpointError("revocation endpoint")
-        status, _ = self._http.request("POST", client.revocation_endpoint, deadline=deadline, form={
-            "token": session.tokens.refresh, "token_type_hint": "refresh_token", "client_id": client.client_id,
-        })
+        tokens = session.tokens
+        form = ({"token": tokens.refresh, "token_type_hint": "refresh_token"} if tokens.refresh is not None
+                else {"token": tokens.access, "token_type_hint": "access_token"})
+        form |= ({"client_id": as_client.client_id, "client_secret": as_client.secret} if as_client is not None
+                 else {"client_id": client.client_id})
+        status, _ = self._http.request("POST", client.revocation_endpoint, deadline=deadline, form=form)
         if status == 200:  # RFC 7009 2.2: 200 means done, whatever the body
             return
         if status in (404, 405):

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kitty_auth.domain.errors import TokenRejectedError
+from kitty_auth.domain.machine import ClientCredentials
 from kitty_auth.domain.model import Credentials
 from kitty_auth.domain.revocation import RevocationUnsupportedError
 
@@ -20,9 +21,10 @@ class HttpSessionRevoker:
     def __init__(self, password: Any, oauth: Callable[[], Any]) -> None:
         self._password, self._oauth = password, oauth
 
-    def revoke(self, session: Credentials, deadline: float) -> None:
+    def revoke(self, session: Credentials, deadline: float, as_client: ClientCredentials | None = None) -> None:
+        """``as_client``: an OAuth session's confidential client (``domain/machine.py``'s MachineSessionRevoker)."""
         if session.oauth is not None:
-            self._oauth().revoke(session, deadline)
+            self._oauth().revoke(session, deadline, as_client=as_client)
             return
         answer = self._password.blacklist(session.server_url, session.tokens.refresh, deadline)
         if answer == "absent":

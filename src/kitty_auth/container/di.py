@@ -53,6 +53,14 @@ def _httpx_gateway(http: object, oauth: Callable[[], Any]) -> object:
     return SessionTokenGateway(http, oauth)  # OAuth sessions refresh through ``oauth()``, built on first use
 
 
+def _renewing_gateway(gateway: object, oauth: Callable[[], Any], machine_credentials: object) -> object:
+    """``gateway``, except that a machine session without a refresh token is renewed by its client
+    credentials grant (``oauth()``, built on first use) with the secret from the environment."""
+    from kitty_auth.domain.machine import ClientCredentialsRenewal
+
+    return ClientCredentialsRenewal(gateway, oauth, machine_credentials)  # type: ignore[arg-type]
+
+
 def _oauth_gateway(http: object) -> object:
     from kitty_auth.adapters.oauth_gateway import HttpxOAuthGateway  # OAuth logins and OAuth sessions only
 
@@ -63,6 +71,20 @@ def _revoker(http: Callable[[], Any], oauth: Callable[[], Any]) -> object:
     from kitty_auth.adapters.oauth_revocation import HttpSessionRevoker
 
     return HttpSessionRevoker(http(), oauth)
+
+
+def _machine_revoker(revoker: object, machine_credentials: object) -> object:
+    """``revoker``, except that a machine session without a refresh token is revoked as its confidential
+    client (the secret from the environment)."""
+    from kitty_auth.domain.machine import MachineSessionRevoker
+
+    return MachineSessionRevoker(revoker, machine_credentials)  # type: ignore[arg-type]
+
+
+def _machine_credentials() -> object:
+    from kitty_auth.adapters.machine_secrets import EnvironmentMachineCredentials
+
+    return EnvironmentMachineCredentials()
 
 
 # `auth logout` finishes within 6 s (CONTRACT): it waits this long for a lock held by another process (a
@@ -103,6 +125,13 @@ def _oauth_use_case(name: str) -> Callable[..., Any]:
     return build
 
 
+def _machine_login(**kwargs: Any) -> Any:
+    """`login --machine`'s use case, imported only when a machine login runs."""
+    from kitty_auth.domain.machine_login import LoginWithClientCredentials
+
+    return LoginWithClientCredentials(**kwargs)
+
+
 _LazyGateway = LazyGateway  # the port built on its first use (see offline.py)
 
 
@@ -128,12 +157,15 @@ class Container(containers.DeclarativeContainer):
     )
     http = providers.Singleton(_http)
     oauth_gateway = providers.Singleton(_oauth_gateway, http)
+    machine_credentials = providers.Singleton(_machine_credentials)  # the environment's machine client
     gateway = providers.Singleton(_httpx_gateway, http, oauth_gateway.provider)
+    renewing_gateway = providers.Singleton(_renewing_gateway, gateway, oauth_gateway.provider, machine_credentials)
     revoker = providers.Singleton(_revoker, http.provider, oauth_gateway.provider)
-    lazy_revoker = providers.Singleton(_LazyGateway, revoker.provider)  # `logout --local` imports no network code
+    machine_revoker = providers.Singleton(_machine_revoker, revoker, machine_credentials)
+    lazy_revoker = providers.Singleton(_LazyGateway, machine_revoker.provider)  # `logout --local` imports no network code
     browser = providers.Singleton(_web_browser)
     callback_listener = providers.Object(_loopback_listener)
-    lazy_gateway = providers.Singleton(_LazyGateway, gateway.provider)  # honours gateway.override(...)
+    lazy_gateway = providers.Singleton(_LazyGateway, renewing_gateway.provider)  # honours gateway.override(...)
     websocket_connector = providers.Singleton(_websockets_connector)
 
     login = providers.Factory(Login, repo=repository, gateway=lazy_gateway, clock=clock)
@@ -149,6 +181,9 @@ class Container(containers.DeclarativeContainer):
     login_with_browser = providers.Factory(
         _oauth_use_case("LoginWithBrowser"), repo=repository, gateway=oauth_gateway, clock=clock,
         browser=browser, listen=callback_listener,
+    )
+    login_with_client_credentials = providers.Factory(
+        _machine_login, repo=repository, gateway=oauth_gateway, clock=clock, source=machine_credentials,
     )
     status = providers.Factory(Status, repo=repository, clock=clock)
     list_sessions = providers.Factory(ListSessions, repo=repository, clock=clock)

@@ -4,6 +4,8 @@ AuthError
  +-- NotAuthenticatedError           no usable session is stored
  +-- SessionExpiredError             the refresh token was rejected or has expired
  |    +-- EnvironmentTokenRejectedError  401 for the token of SPEC_KITTY_SAAS_TOKEN (never refreshed)
+ |    +-- RenewalUnavailableError    this process cannot renew the session (a machine session
+ |                                   without its client secret here); the session is kept
  +-- InvalidCredentialsError         the server refused the username or password (401 on login)
  +-- InvalidServerUrlError           the server URL is not an https:// URL we can use
  +-- InvalidInputError               a value the user typed cannot be used (e.g. empty username)
@@ -62,6 +64,20 @@ class EnvironmentTokenRejectedError(SessionExpiredError):
         self.variable = variable
         super().__init__(f"The server refused the token in {variable} (HTTP 401): it is never refreshed; "
                          f"set {variable} to a valid token, or unset it to use the stored session.")
+
+
+class RenewalUnavailableError(SessionExpiredError):
+    """The session needs renewing and this process cannot do it, but the session is kept.
+
+    A machine session without a refresh token is renewed with its client secret, read from the
+    environment of the process that renews; another process that has it can still renew the
+    stored session. Like a transient failure, a still-valid access token is used meanwhile.
+    ``reason`` is the sentence that follows the contract's ``Session expired. Please log in again.``
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"{SessionExpiredError.message} {reason}")
 
 
 class InvalidCredentialsError(AuthError):

@@ -255,7 +255,7 @@ class IssuedTokens:
     """
 
     access: str
-    refresh: str
+    refresh: str | None  # None: a machine session's client credentials grant gave none (RFC 6749 4.4.3)
     expires_in: float | None = None
     refresh_expires_in: float | None = None
     refresh_expires_at: datetime | None = None
@@ -279,6 +279,8 @@ class TokenPair:
 
     ``refresh_expires_at`` is None when the server never said how long the refresh token lives
     (OAuth servers may not): it is then valid until the server refuses it.
+    ``refresh`` is None only for a machine session whose client credentials grant gave no refresh
+    token (RFC 6749 4.4.3): it is renewed by running the grant again (``domain/machine.py``).
     ``opaque_access_lifetime`` is an opaque access token's lifetime when it was issued (the
     response's ``expires_in``, else the default): the refresh margin is a fraction of it, so a
     60 s token is not refreshed on every use. None for a JWT (its claims say) or when unknown
@@ -286,7 +288,7 @@ class TokenPair:
     """
 
     access: str
-    refresh: str
+    refresh: str | None
     access_expires_at: datetime
     refresh_expires_at: datetime | None
     opaque_access_lifetime: timedelta | None = None
@@ -295,7 +297,7 @@ class TokenPair:
     def issued(
         cls,
         access: str,
-        refresh: str,
+        refresh: str | None,
         requested_at: datetime,
         *,
         expires_in: float | None = None,
@@ -309,7 +311,7 @@ class TokenPair:
         response's fields, measured from ``requested_at`` (``refresh_expires_in`` wins over
         ``refresh_expires_at``), failing those from the defaults (15 min; ``default_refresh``).
         """
-        if not access or not refresh:
+        if not access or refresh == "":  # None: no refresh token was issued (a machine session)
             raise MalformedResponseError()
         opaque_lifetime: timedelta | None = None
         if is_jwt(access):
@@ -318,7 +320,9 @@ class TokenPair:
             opaque_lifetime = lifetime_from_seconds(expires_in) or DEFAULT_ACCESS_LIFETIME
             access_at = _opaque_expiry(requested_at, opaque_lifetime)
         refresh_at: datetime | None
-        if is_jwt(refresh):
+        if refresh is None:
+            refresh_at = None
+        elif is_jwt(refresh):
             refresh_at = local_expiry(refresh, requested_at)
         elif (life := lifetime_from_seconds(refresh_expires_in)) is not None:
             refresh_at = _opaque_expiry(requested_at, life)
@@ -348,13 +352,27 @@ class TokenPair:
         return token_lifetime(self.access) or self.opaque_access_lifetime
 
     def refresh_usable(self, now: datetime) -> bool:
-        """The refresh token has not expired (an unknown expiry counts as usable)."""
+        """The refresh token has not expired (an unknown expiry counts as usable).
+
+        A pair without a refresh token (a machine session renewed by its grant) counts as usable:
+        the server says when it is not, by refusing the client.
+        """
         return self.refresh_expires_at is None or now < self.refresh_expires_at
+
+    @property
+    def session_key(self) -> str:
+        """What tells this pair from the next one the session gets: the refresh token, or for a pair
+        without one the access token (each renewal of a machine session issues a new one).
+
+        Single-flight decisions compare it: a rejected session is cleared, and a late answer stored,
+        only while the file still holds the pair that was sent.
+        """
+        return self.refresh if self.refresh is not None else self.access
 
     def __repr__(self) -> str:  # never show token values, even in a debugger or a log
         refresh_at = format_instant(self.refresh_expires_at) if self.refresh_expires_at else None
         return (
-            f"TokenPair(access=<redacted>, refresh=<redacted>, "
+            f"TokenPair(access=<redacted>, refresh={'<redacted>' if self.refresh is not None else None}, "
             f"access_expires_at={format_instant(self.access_expires_at)}, "
             f"refresh_expires_at={refresh_at})"
         )
@@ -366,6 +384,7 @@ class LoginMethod(enum.StrEnum):
     PASSWORD = "password"
     WEB = "web"
     DEVICE = "device"
+    MACHINE = "machine"  # OAuth client credentials (RFC 6749 4.4): a CI service principal
 
 
 @dataclass(frozen=True)
@@ -379,6 +398,17 @@ class OAuthClient:
     client_id: str
     token_endpoint: str
     revocation_endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class MachineClient:
+    """The service principal a machine session belongs to (``login --machine``).
+
+    Only its client id: the secret is never stored; a renewal without a refresh token reads it
+    from the renewing process's environment (``domain/machine.py``).
+    """
+
+    client_id: str
 
 
 @dataclass(frozen=True)
@@ -412,8 +442,10 @@ class Identity:
 class Credentials:
     """A stored session: the tokens, who they belong to, and the server that issued them.
 
-    ``oauth`` is set for sessions from an OAuth server (browser or device login) and says where
-    they are refreshed and revoked; password sessions refresh at the simplejwt endpoint.
+    ``oauth`` is set for sessions from an OAuth server (browser, device or machine login) and says
+    where they are refreshed and revoked; password sessions refresh at the simplejwt endpoint.
+    ``machine`` is set for machine sessions (``login_method`` MACHINE): the client whose grant
+    renews a session that has no refresh token.
     """
 
     tokens: TokenPair
@@ -424,6 +456,7 @@ class Credentials:
     session_id: str | None = None
     oauth: OAuthClient | None = None
     identity: Identity | None = None
+    machine: MachineClient | None = None
 
     def is_authenticated(self, now: datetime) -> bool:
         """Logged in while the refresh token has not expired."""

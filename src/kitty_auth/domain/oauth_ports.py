@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from kitty_auth.domain.machine import ClientCredentials
 from kitty_auth.domain.model import Credentials, Identity, IssuedTokens
 from kitty_auth.domain.oauth import CallbackPage, DeviceAuthorization, Endpoints, PollOutcome
 
@@ -63,10 +64,13 @@ class OAuthGateway(Protocol):
         """
         ...
 
-    def revoke(self, session: Credentials, deadline: float) -> None:
+    def revoke(self, session: Credentials, deadline: float, as_client: ClientCredentials | None = None) -> None:
         """RFC 7009 at the session's stored revocation endpoint, within ``deadline`` seconds.
 
-        RevocationUnsupportedError without one; other ServerErrors otherwise (as SessionRevoker).
+        The refresh token (``token_type_hint=refresh_token``), or for a session without one the access
+        token (``access_token``). ``as_client``: authenticate as that confidential client (a machine
+        session's tokens without a refresh token are its own), else send the session's ``client_id``.
+        RevocationUnsupportedError without an endpoint; other ServerErrors otherwise (as SessionRevoker).
         """
         ...
 

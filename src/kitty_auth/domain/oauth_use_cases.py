@@ -27,6 +27,7 @@ from kitty_auth.domain.model import (
     Credentials,
     IssuedTokens,
     LoginMethod,
+    MachineClient,
     OAuthClient,
     TokenPair,
     normalize_server_url,
@@ -119,8 +120,11 @@ class _OAuthSession:
             pass
 
     def store(self, target: str, endpoints: Endpoints, method: LoginMethod,
-              issued: IssuedTokens, requested_at: datetime) -> Credentials:
-        """Call with the lock held (the exchange that produced ``issued`` ran under it too)."""
+              issued: IssuedTokens, requested_at: datetime, *, machine: MachineClient | None = None) -> Credentials:
+        """Call with the lock held (the exchange that produced ``issued`` ran under it too).
+
+        ``machine``: the client of a machine login (``domain/machine_login.py``).
+        """
         # Enough to revoke the tokens just issued, built before anything that can fail.
         issued_session = Credentials(
             tokens=TokenPair(issued.access, issued.refresh, access_expires_at=requested_at,
@@ -132,6 +136,7 @@ class _OAuthSession:
             session_id=issued.session_id,
             oauth=OAuthClient(client_id=CLIENT_ID, token_endpoint=endpoints.token,
                               revocation_endpoint=endpoints.revocation),
+            machine=machine,
         )
         credentials: Credentials | None = None
         try:

@@ -23,6 +23,7 @@ from kitty_auth.domain.errors import (
     LogoutLockTimeoutError,
     NetworkError,
     NotAuthenticatedError,
+    RenewalUnavailableError,
     SessionExpiredError,
     TokenRejectedError,
     TransientServerError,
@@ -343,8 +344,10 @@ class EnsureFreshToken:
     * :meth:`refresh_now` / :meth:`refresh_with` -- an explicit refresh: never skipped silently.
 
     The fast path reads the file without the lock (writes are atomic renames, so a reader sees
-    the old or the new file; a rotated-out *access* token stays valid until its ``exp``, so a
-    reader that just lost a race still holds a good token). Under the lock the file is re-read,
+    the old or the new file). On a simplejwt server a rotated-out *access* token stays valid until
+    its ``exp``, so a reader that just lost a race still holds a good token; django-oauth-toolkit
+    deletes it when it rotates, so such a reader gets one 401, which ``after_rejection`` answers
+    with the token the winner stored (BearerAuth and ws-token retry once). Under the lock the file is re-read,
     so a process that waited uses what the winner stored. A 401 clears the session only when
     the file still holds the refresh token that was rejected. The lock wait is bounded by the
     repository (longer than the gateway's total request deadline).
@@ -427,7 +430,7 @@ class EnsureFreshToken:
                     return current
                 try:
                     return self._refresh_locked(current)
-                except TransientServerError as exc:
+                except (TransientServerError, RenewalUnavailableError) as exc:
                     if keep_on_failure is not None and keep_on_failure(current):
                         log.warning("token refresh failed (%s); using the still-valid access token", exc)
                         return current
@@ -495,9 +498,9 @@ class EnsureFreshToken:
         try:
             with repo.lock():
                 on_disk = _load_or_none(repo)
-                if on_disk is not None and on_disk.tokens.refresh == issued.refresh:
+                if on_disk is not None and on_disk.tokens.session_key == (issued.refresh or issued.access):
                     return  # stored already (this answer was handed over twice)
-                if on_disk is None or on_disk.tokens.refresh != sent.tokens.refresh:
+                if on_disk is None or on_disk.tokens.session_key != sent.tokens.session_key:
                     log.info("late refresh answer discarded: the stored session changed meanwhile")
                     return
                 repo.save(on_disk.refreshed(issued, requested_at))
@@ -510,7 +513,7 @@ class EnsureFreshToken:
         repo = self._account_of(rejected)
         with repo.lock():
             on_disk = _load_or_none(repo)
-            if on_disk is not None and on_disk.tokens.refresh == rejected.tokens.refresh:
+            if on_disk is not None and on_disk.tokens.session_key == rejected.tokens.session_key:
                 repo.clear()
                 log.info("session rejected by the server; credentials cleared")
             elif on_disk is not None:

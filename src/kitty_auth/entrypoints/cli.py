@@ -303,17 +303,25 @@ def _read_password_stdin() -> str:
 @click.option("--web", is_flag=True, help="Log in in the web browser (OAuth: authorization code + PKCE).")
 @click.option("--device", "--headless", "device", is_flag=True,
               help="Log in with a code shown here and approved in a browser on any device (OAuth device flow).")
+@click.option("--machine", is_flag=True,
+              # Spelled out: importing domain/machine.py for its names would cost every `status` start-up.
+              help="Log in as a CI service principal (OAuth client credentials) from SPEC_KITTY_MACHINE_CLIENT_ID "
+                   "and SPEC_KITTY_MACHINE_CLIENT_SECRET_FILE or SPEC_KITTY_MACHINE_CLIENT_SECRET.")
 @click.option("--force", "-f", is_flag=True, help="Log in again even when already logged in.")
 @click.pass_context
 def login(ctx: click.Context, server: str | None, username: str | None, password_stdin: bool, web: bool,
-          device: bool, force: bool) -> None:
+          device: bool, machine: bool, force: bool) -> None:
     """Log in and store the session's tokens (never the password).
 
     Without --server: the server of SPEC_KITTY_SAAS_URL or config.toml, else the one you are
     logged in to, else the default. Without a method flag the server decides: an OAuth server
     gets the browser (the device flow when no browser can be opened), a password server the
-    Username and Password prompts.
+    Username and Password prompts. --machine takes the client id and secret from the
+    environment only (never a prompt or an argument).
     """
+    if machine and (username is not None or password_stdin or web or device):
+        raise click.UsageError("--machine logs in with the client credentials from the environment; "
+                               "drop --username/--password-stdin/--web/--device.")
     if password_stdin and username is None:
         raise click.UsageError("--password-stdin requires --username.")
     if web and device:
@@ -325,6 +333,9 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
         container = _container(ctx)
         _note_environment_token(container, "login")
         target = _login_target(container, server)
+        if machine:
+            _machine_login(container, target, force)
+            return
         use_case = container.login()
         # Reading the stored session also proves the credentials path is usable (no symlink,
         # home not a file, file readable) before any prompt or request, with --force too.
@@ -358,6 +369,22 @@ def login(ctx: click.Context, server: str | None, username: str | None, password
         click.echo(f"Logged in as {credentials.username} at {credentials.server_url}.")
 
     _run(run)
+
+
+def _machine_login(container: Container, target: str, force: bool) -> None:
+    """`login --machine`: the client credentials grant with the environment's client (never a prompt)."""
+    use_case = container.login_with_client_credentials()
+    client = use_case.configuration()  # one sentence naming the variables when they are missing
+    current = use_case.already_logged_in(target, client.client_id)  # also proves the credentials path usable
+    if current is not None and not force:
+        click.echo(f"Already logged in as {current.username} (machine client {client.client_id}) at "
+                   f"{current.server_url} (use --force to log in again).")
+        return
+    _echo_err(f"Logging in to {target} as machine client {client.client_id}.")
+    with _waiting(target, container.repository()):
+        credentials = use_case.execute(target, client)
+    team = f" (team {credentials.team_slug})" if credentials.team_slug else ""
+    click.echo(f"Logged in as {credentials.username} at {credentials.server_url}{team}.")
 
 
 @auth.command()
@@ -423,6 +450,7 @@ _METHOD_LABELS = {
     LoginMethod.PASSWORD: "password",
     LoginMethod.WEB: "web browser",
     LoginMethod.DEVICE: "device code",
+    LoginMethod.MACHINE: "machine (OAuth client credentials)",
 }
 
 
@@ -432,6 +460,7 @@ def _status_object(report: StatusReport) -> dict[str, object]:
         return {
             "authenticated": False, "username": None, "server_url": None, "access_expires_at": None,
             "refresh_expires_at": None, "login_method": None, "team_slug": None, "session_id": None,
+            "machine_client_id": None,
             "token_source": None,
         }  # fmt: skip
     refresh_at = creds.tokens.refresh_expires_at
@@ -444,6 +473,7 @@ def _status_object(report: StatusReport) -> dict[str, object]:
         "login_method": creds.login_method.value,
         "team_slug": creds.team_slug,
         "session_id": creds.session_id,
+        "machine_client_id": creds.machine.client_id if creds.machine is not None else None,
         "token_source": "credentials_file",  # or SPEC_KITTY_SAAS_TOKEN's name: _status_from_environment
     }
 
@@ -471,6 +501,14 @@ def _expiry(when: datetime | None, now: datetime) -> str:
     return f"{_relative(when, now)} ({format_instant(when)})"
 
 
+def _refresh_expiry(creds: Credentials, now: datetime) -> str:
+    if creds.tokens.refresh is None:  # a machine session whose grant gave none: renewed by the grant
+        from kitty_auth.domain.machine import SECRET_FILE_VARIABLE, SECRET_VARIABLE
+
+        return f"none; renewed with the client secret from {SECRET_FILE_VARIABLE} or {SECRET_VARIABLE}"
+    return _expiry(creds.tokens.refresh_expires_at, now)
+
+
 def _status_text(creds: Credentials, now: datetime, authenticated: bool) -> str:
     head = (f"Logged in as {creds.username}" if authenticated
             else f"Session expired for {creds.username}; run `{_auth_command()} login`.")
@@ -480,8 +518,10 @@ def _status_text(creds: Credentials, now: datetime, authenticated: bool) -> str:
         f"  Team:           {creds.team_slug or '(none named by the server)'}",
         f"  Login method:   {_METHOD_LABELS.get(creds.login_method, creds.login_method.value)}",
         f"  Access token:   {_expiry(creds.tokens.access_expires_at, now)}",
-        f"  Refresh token:  {_expiry(creds.tokens.refresh_expires_at, now)}",
+        f"  Refresh token:  {_refresh_expiry(creds, now)}",
     ]
+    if creds.machine is not None:
+        lines.insert(4, f"  Machine client: {creds.machine.client_id}")
     identity = creds.identity
     if identity is not None:
         named = identity.name and identity.name != identity.email

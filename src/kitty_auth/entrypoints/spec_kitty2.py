@@ -181,11 +181,10 @@ class CredentialStore:
         session = self._session()
         if session is None:
             return None
-        tokens: dict[str, Any] = {
-            "access": session.tokens.access,
-            "refresh": session.tokens.refresh,
-            "access_expires_at": format_instant(session.tokens.access_expires_at),
-        }
+        tokens: dict[str, Any] = {"access": session.tokens.access}
+        if session.tokens.refresh is not None:  # a machine session renewed by its grant has none
+            tokens["refresh"] = session.tokens.refresh
+        tokens["access_expires_at"] = format_instant(session.tokens.access_expires_at)
         if session.tokens.refresh_expires_at is not None:
             tokens["refresh_expires_at"] = format_instant(session.tokens.refresh_expires_at)
         user: dict[str, Any] = {"username": session.username}
@@ -237,7 +236,8 @@ class CredentialStore:
         return session.tokens.access
 
     def get_refresh_token(self) -> str | None:
-        """The stored refresh token while it has not expired; None otherwise. No network."""
+        """The stored refresh token while it has not expired; None otherwise (a machine session
+        without one included). No network."""
         session = self._session()
         if session is None or not session.tokens.refresh_usable(self._now()):
             return None
@@ -329,7 +329,9 @@ class AuthClient:
         tokens meanwhile.
         """
         self._require_saas_sync("token refresh")
-        if self.credential_store.get_refresh_token() is None:
+        session = self.credential_store._session()
+        if session is None or not session.is_authenticated(self.credential_store._now()):
+            # (A machine session without a refresh token is renewed by its grant: it counts.)
             raise AuthenticationError("No valid refresh token. Please log in again.")
         try:
             self._container().ensure_fresh_token().refresh_now()
