@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from refserver import REFRESH_PATH, SYNC_HEALTH_PATH, WS_TOKEN_PATH
+from refserver import OAUTH_TOKEN_PATH, REFRESH_PATH, SYNC_HEALTH_PATH, WS_TOKEN_PATH
 
 from .conftest import CLI, E2E
 from .test_interrupts import (  # noqa: F401 (password_session is a fixture)
@@ -25,6 +25,8 @@ from .test_interrupts import (  # noqa: F401 (password_session is a fixture)
     server_log_shows,
     stored_tokens,
 )
+from .test_machine_e2e import login as machine_login
+from .test_machine_e2e import machine
 from .test_server_faults import instant, set_stored, snapshot
 
 pytestmark = pytest.mark.e2e
@@ -134,6 +136,22 @@ def test_an_interrupt_during_its_refresh_never_loses_the_session(password_sessio
     assert again.returncode == 0, again.output
     assert again.stdout == stored_tokens(e2e)["access"] + "\n" and works(e2e, again.stdout.strip())
     assert refreshes(e2e) == 1  # the stored answer made a second refresh unnecessary
+
+
+@pytest.mark.parametrize("refresh", [True, False], ids=["with-refresh-token", "plain"])
+def test_the_ci_recipe_machine_login_then_auth_token_in_each_step(e2e: E2E, tmp_path: Path, refresh: bool) -> None:
+    """README's GitHub Actions recipe: `login --machine` with the secret from a file, then `auth token` per step;
+    once the access token has expired, `auth token` renews it (refresh, or the grant again) and prints the new one."""
+    env = machine(e2e, tmp_path, refresh=refresh)
+    machine_login(e2e, env)
+    first = e2e.token(**env)
+    assert first.returncode == 0 and works(e2e, first.stdout.strip()), first.output
+    set_stored(e2e, "tokens", "access_expires_at", instant(-timedelta(minutes=1)))
+    e2e.server.reset_stats()
+    later = e2e.token(**env)
+    assert later.returncode == 0, later.output
+    assert later.stdout != first.stdout and later.stdout == stored(e2e)["tokens"]["access"] + "\n"
+    assert e2e.server.stats()["requests"].get(OAUTH_TOKEN_PATH) == 1 and works(e2e, later.stdout.strip())
 
 
 # --------------------------------------------------------------------------- SPEC_KITTY_SAAS_TOKEN
