@@ -417,6 +417,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
     ctx.exit(0 if report.authenticated else 1)
 
 
+from kitty_auth.entrypoints import cli_doctor  # noqa: E402 (a module of its own; it uses the helpers above)
+
+auth.add_command(cli_doctor.doctor)
+
+
 # ------------------------------------------------------------------------------ standalone
 
 
