@@ -44,6 +44,9 @@ class Options:
       device_expires_in      lifetime of new device and user codes, seconds
       device_slow_down       the next N device-code polls answer `slow_down` (whatever the grant's state)
       oauth_refresh_token_expires_in  OAuth token responses also carry `refresh_token_expires_in`
+    Any response:
+      date_offset            seconds added to the time in every answer's `Date` header (negative: a server clock
+                             behind), to fake a server whose clock is off
     """
 
     team_slug: bool = True
@@ -58,6 +61,7 @@ class Options:
     device_expires_in: int = 600
     device_slow_down: int = 0
     oauth_refresh_token_expires_in: bool = False
+    date_offset: int = 0
 
     def update(self, changes: Any) -> None:
         """Apply `changes` ({name: value}) after checking all of them; nothing changes if one is wrong."""
@@ -79,7 +83,7 @@ class Options:
         if isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 or name == "date_offset")
         elif isinstance(default, str):
             allowed = METADATA_MODES if name == "oauth_metadata" else METADATA_ENDPOINTS
             ok = value in allowed

@@ -260,3 +260,20 @@ def test_started_server_says_how_to_use_it(server: RefServer) -> None:
     assert f"refserver ready on {server.url}" in banner
     assert f"CA certificate:  {server.ca_path}" in banner and DEMO_PASSWORD in banner
     assert f"SSL_CERT_FILE={server.ca_path} SPEC_KITTY_SAAS_URL={server.url}" in banner
+
+
+def test_every_answer_has_one_date_header_and_date_offset_moves_it(server: RefServer, client: httpx.Client) -> None:
+    from email.utils import parsedate_to_datetime
+
+    def skew(path: str) -> float:
+        response = client.get(path)
+        assert len(response.headers.get_list("date")) == 1
+        return parsedate_to_datetime(response.headers["date"]).timestamp() - time.time()
+
+    assert abs(skew("/.well-known/oauth-authorization-server")) < 5
+    server.set_options(date_offset=-3600)
+    assert -3605 < skew("/.well-known/oauth-authorization-server") < -3595
+    server.add_fault("/api/v1/me", status=503, count=1)  # an injected answer gets the same clock
+    assert -3605 < skew("/api/v1/me") < -3595
+    with pytest.raises(RefServerError):
+        server.set_options(date_offset="soon")
