@@ -207,5 +207,7 @@ def test_check_session_on_an_oauth_session_calls_me(e2e: E2E, page: Page, tmp_pa
     assert proof["endpoint"] == "GET /api/v1/me" and proof["refreshed"] is True
     assert f"the server names {DEMO_USERNAME}" in proof["found"]
     assert checks(run)["server"][0]["login_method"] == "web"
+    [session] = checks(run)["sessions"][0]["sessions"]
+    assert session["login_method"] == "web" and session["session_id"]  # the server's session id (not a secret)
     requests = e2e.server.stats()["requests"]
     assert requests["/oauth/token"] == 1 and requests["/api/v1/me"] == 1

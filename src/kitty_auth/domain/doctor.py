@@ -594,7 +594,7 @@ def _session_details(session: StoredSession, now: datetime) -> dict[str, Any]:
     tokens = creds.tokens
     return {
         "username": creds.username, "server_url": creds.server_url, "login_method": creds.login_method.value,
-        "active": session.active, "team_slug": creds.team_slug,
+        "active": session.active, "team_slug": creds.team_slug, "session_id": creds.session_id,
         "access_expires_at": format_instant(tokens.access_expires_at),
         "refresh_expires_at": None if tokens.refresh_expires_at is None else format_instant(tokens.refresh_expires_at),
         "access_expired": tokens.access_expires_at <= now, "logged_in": creds.is_authenticated(now),
