@@ -78,10 +78,10 @@ def report_text(report: DoctorReport) -> str:
               help="Also refresh the active session if needed and have the server accept it (sends the token).")
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool, offline: bool, check_session: bool) -> None:
-    """Check the home folder, the credentials file and its lock, config.toml, TLS trust, the servers
-    and the stored sessions; say what is wrong and how to fix it.
+    """Say what is wrong with the set-up, and how to fix it.
 
-    Sends no token unless --check-session. Exit 0 when nothing is a problem (warnings allowed),
+    Checks the home folder, the credentials file and its lock, config.toml, TLS trust, the servers
+    and the stored sessions. Changes nothing. Sends no token unless --check-session. Exit 0 when nothing is a problem (warnings allowed),
     1 otherwise.
     """
     if offline and check_session:
