@@ -186,7 +186,8 @@ class Container(containers.DeclarativeContainer):
     doctor_facts = providers.Singleton(_doctor_facts, settings, repository)
     server_probe = providers.Singleton(_server_probe, http.provider, clock)
     check_session = providers.Factory(
-        _doctor_use_case("CheckSession"), repo=repository, ensure_fresh=ensure_fresh_token, prover=lazy_gateway
+        _doctor_use_case("CheckSession"), repo=repository, ensure_fresh=ensure_fresh_token,
+        prover=providers.Singleton(_LazyGateway, gateway.provider),  # the session gateway itself: ws-token and me
     )
     doctor = providers.Factory(
         _doctor_use_case("Doctor"), facts=doctor_facts, probe=providers.Singleton(_LazyGateway, server_probe.provider),
