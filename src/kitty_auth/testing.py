@@ -10,7 +10,7 @@ import base64
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +18,19 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 from kitty_auth.domain.accounts import StoredSession, is_account, same_account
+from kitty_auth.domain.doctor import (
+    ConfigFacts,
+    CredentialsFacts,
+    LocalFacts,
+    LockFacts,
+    PathFacts,
+    PathKind,
+    ServerFacts,
+    TrustFacts,
+)
 from kitty_auth.domain.errors import InvalidCredentialsError, NetworkError, TokenRejectedError, UnexpectedStatusError
 from kitty_auth.domain.machine import ClientCredentials, MachineClientRejectedError, MachineConfigurationError
-from kitty_auth.domain.model import Credentials, Identity, Team, WsToken
+from kitty_auth.domain.model import Credentials, Identity, LoginMethod, Team, WsToken
 from kitty_auth.domain.oauth import CallbackPage, DeviceAuthorization, Endpoints, PollOutcome, pkce_challenge
 from kitty_auth.domain.oauth_errors import (
     DeviceCodeDeniedError,
@@ -570,3 +580,57 @@ class RecordingProgress:
 
     def finished(self) -> None:
         self.finished_calls += 1
+
+
+# --------------------------------------------------------------------------- auth doctor
+
+
+def healthy_machine(home: str = "/home/user/.spec-kitty", *, server_url: str = "https://auth.example.test",
+                    sessions: tuple[StoredSession, ...] = ()) -> LocalFacts:
+    """The facts of a machine where every local check passes: a private home and file, no config.toml,
+    a free lock, a trust store with certificates; ``sessions`` stored; `login` goes to ``server_url``."""
+    return LocalFacts(
+        home=PathFacts(home, PathKind.DIRECTORY, mode=0o700, owner="user", mine=True, writable=True),
+        credentials=CredentialsFacts(
+            PathFacts(f"{home}/credentials", PathKind.FILE if sessions else PathKind.MISSING,
+                      mode=0o600 if sessions else None, owner="user" if sessions else None,
+                      mine=True if sessions else None),
+            sessions=sessions,
+        ),
+        config=ConfigFacts(f"{home}/config.toml", exists=False, env_url=server_url, login_server=server_url,
+                           login_server_source="SPEC_KITTY_SAAS_URL"),
+        lock=LockFacts(PathFacts(f"{home}/credentials.lock", PathKind.FILE, mode=0o600, owner="user", mine=True),
+                       held=False),
+        trust=TrustFacts(truststore=True, os_verifier=False, system_bundle="/etc/ssl/certs/ca-certificates.crt",
+                         system_certificates=140),
+        token_in_env=False,
+    )
+
+
+class FakeDoctorFacts:
+    """A DoctorFacts port handing out the facts a test set (``healthy_machine()`` by default)."""
+
+    def __init__(self, facts: LocalFacts | None = None) -> None:
+        self.facts = facts or healthy_machine()
+        self.calls = 0
+
+    def local(self) -> LocalFacts:
+        self.calls += 1
+        return self.facts
+
+
+class FakeServerProbe:
+    """A ServerProbe with an answer per URL (``answers``); any other server answers fast, as an OAuth
+    server with the same clock. ``probed`` records each call's URLs."""
+
+    def __init__(self, answers: dict[str, ServerFacts] | None = None, clock: FakeClock | None = None) -> None:
+        self.answers = dict(answers or {})
+        self.clock = clock or FakeClock()
+        self.probed: list[list[str]] = []
+
+    def probe(self, urls: Sequence[str]) -> list[ServerFacts]:
+        self.probed.append(list(urls))
+        now = self.clock.now()
+        return [self.answers.get(url) or ServerFacts(url, reached=True, status=200, rtt_ms=25,
+                                                     login_method=LoginMethod.WEB, server_time=now, local_time=now)
+                for url in urls]

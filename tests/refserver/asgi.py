@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
+from email.utils import formatdate
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -57,6 +58,15 @@ async def send_response(send: Send, status: int, body: bytes, headers: list[tupl
     prefix = "websocket.http.response" if ws else "http.response"
     await send({"type": f"{prefix}.start", "status": status, "headers": headers})
     await send({"type": f"{prefix}.body", "body": body})
+
+
+def with_date(start: Message) -> Message:
+    """The response start with a `Date` header (uvicorn's own is off), `date_offset` seconds off the real time."""
+    headers = list(start.get("headers", []))
+    if any(key.lower() == b"date" for key, _ in headers):
+        return start  # a fault's own
+    now = formatdate(time.time() + options.current.date_offset, usegmt=True)
+    return {**start, "headers": [*headers, (b"date", now.encode("ascii"))]}
 
 
 async def send_json(send: Send, status: int, payload: Any) -> None:
@@ -373,6 +383,7 @@ class RefServerApp:
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 entry["status"] = message["status"]
+                message = with_date(message)
             await send(message)
 
         if fault and fault.after_view:

@@ -50,6 +50,9 @@ class Options:
       machine_refresh_token  the client credentials grant of machine clients gives a refresh token (as spec-kitty's
                              SaaS does; the CLI then refreshes with client_id=cli_native); False: plain RFC 6749
                              4.4.3, an access token only (the CLI renews by running the grant again)
+    Any response:
+      date_offset            seconds added to the time in every answer's `Date` header (negative: a server clock
+                             behind), to fake a server whose clock is off
     """
 
     team_slug: bool = True
@@ -66,6 +69,7 @@ class Options:
     oauth_refresh_token_expires_in: bool = False
     oauth_refresh_grace_period: int = 0
     machine_refresh_token: bool = True
+    date_offset: int = 0
 
     def update(self, changes: Any) -> None:
         """Apply `changes` ({name: value}) after checking all of them; nothing changes if one is wrong."""
@@ -87,7 +91,7 @@ class Options:
         if isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 or name == "date_offset")
         elif isinstance(default, str):
             allowed = METADATA_MODES if name == "oauth_metadata" else METADATA_ENDPOINTS
             ok = value in allowed

@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         ssl_certfile=str(server_pem),
         ssl_keyfile=str(server_pem),
         timeout_graceful_shutdown=2,
+        date_header=False,  # the app sends its own (`date_offset` fakes a server clock that is off)
     )
     server = uvicorn.Server(config)
 

@@ -303,3 +303,20 @@ def test_restart_keeps_the_port_the_ca_the_options_and_every_token_valid(tmp_pat
         assert server.log_path.read_text().count(f"refserver ready on {url}") == 2  # the log is kept, not restarted
         server.reset()  # the defaults, and the lifetimes the harness started it with
         assert server.options()["team_slug"] is True and server.lifetimes()["access"] == 900
+
+
+def test_every_answer_has_one_date_header_and_date_offset_moves_it(server: RefServer, client: httpx.Client) -> None:
+    from email.utils import parsedate_to_datetime
+
+    def skew(path: str) -> float:
+        response = client.get(path)
+        assert len(response.headers.get_list("date")) == 1
+        return parsedate_to_datetime(response.headers["date"]).timestamp() - time.time()
+
+    assert abs(skew("/.well-known/oauth-authorization-server")) < 5
+    server.set_options(date_offset=-3600)
+    assert -3605 < skew("/.well-known/oauth-authorization-server") < -3595
+    server.add_fault("/api/v1/me", status=503, count=1)  # an injected answer gets the same clock
+    assert -3605 < skew("/api/v1/me") < -3595
+    with pytest.raises(RefServerError):
+        server.set_options(date_offset="soon")

@@ -43,6 +43,8 @@ FORBIDDEN_MODULES = {
     "kitty_auth.domain.oauth", "kitty_auth.domain.oauth_use_cases", "kitty_auth.domain.oauth_ports",
     "kitty_auth.adapters.oauth_gateway", "kitty_auth.adapters.oauth_loopback", "kitty_auth.adapters.oauth_browser",
     "kitty_auth.adapters.oauth_revocation", "kitty_auth.entrypoints.oauth_login", "webbrowser", "http.server",
+    # `auth doctor`: registered on the group, loaded only when it runs
+    "kitty_auth.domain.doctor", "kitty_auth.adapters.doctor_facts", "kitty_auth.adapters.doctor_probe",
 }
 
 # The offline commands of the CLI (status, and token with a fresh token) import no container machinery either.

@@ -191,6 +191,7 @@ class _Exchange:
     started: float
     deadline: float  # how long the worker may read (the late-answer window for a refresh)
     body_for_any_status: bool
+    response_headers: dict[str, str] | None = None  # filled with the answer's headers when given
 
 
 class _Abandoned(Exception):
@@ -451,6 +452,7 @@ class HttpsClient:
         on_late: LateAnswer | None = None,
         key: str | None = None,
         body_for_any_status: bool = True,
+        response_headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
         """One HTTPS request with this client's trust, timeouts, total deadline, body cap and logs.
 
@@ -473,6 +475,9 @@ class HttpsClient:
         waits for the answer within the deadline, hands it to ``on_late`` in its own thread and
         then re-raises the interrupt; ``on_late`` must therefore be idempotent (an interrupt
         that cuts it short gets it called once more).
+
+        ``response_headers``: a dict that receives the answer's headers (names in lower case),
+        for a caller that needs one (`auth doctor` reads ``date``).
         """
         normalize_server_url(url)  # validation only: keeps the caller's exact path
         for value in (headers or {}).values():
@@ -488,6 +493,7 @@ class HttpsClient:
             deadline=self._total_timeout if deadline is None else deadline,
             body_for_any_status=body_for_any_status,
             late=on_late,
+            response_headers=response_headers,
         )
 
     # -- internals
@@ -556,6 +562,7 @@ class HttpsClient:
         body_for_any_status: bool,
         late: LateAnswer | None = None,
         key: str | None = None,
+        response_headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
         """Send one request; return (status, body) within ``deadline`` seconds or raise NetworkError.
 
@@ -567,7 +574,8 @@ class HttpsClient:
         started = time.monotonic()
         path = urlsplit(url).path
         listen = max(deadline, self._late_window) if late is not None else deadline
-        exchange = _Exchange(method, url, path, json, form, headers, started, listen, body_for_any_status)
+        exchange = _Exchange(method, url, path, json, form, headers, started, listen, body_for_any_status,
+                             response_headers)
         if key is not None:
             with self._lock:
                 self._refreshing[key] = flight
@@ -638,6 +646,8 @@ class HttpsClient:
                 timeout=timeout, extensions={"trace": trace},
             ) as response:
                 status = response.status_code
+                if ex.response_headers is not None:
+                    ex.response_headers.update((name.lower(), value) for name, value in response.headers.items())
                 wanted = ex.body_for_any_status or status == 200
                 body = self._read_capped(response, started, ex.deadline) if wanted else b""
         except (_BodyTooLarge, _DeadlineExceeded, _Abandoned) as exc:

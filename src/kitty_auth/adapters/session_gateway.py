@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kitty_auth.domain.model import Credentials, IssuedTokens, WsToken
+from kitty_auth.domain.model import Credentials, Identity, IssuedTokens, WsToken
+from kitty_auth.domain.oauth_errors import OAuthUnsupportedError
 
 
 class SessionTokenGateway:
@@ -32,6 +33,12 @@ class SessionTokenGateway:
 
     def ws_token(self, server_url: str, access_token: str) -> WsToken:
         return self._password.ws_token(server_url, access_token)  # type: ignore[no-any-return]
+
+    def me(self, server_url: str, access_token: str) -> Identity:
+        """``GET /api/v1/me`` (OAuth sessions; `auth doctor --check-session`)."""
+        if self._oauth is None:
+            raise OAuthUnsupportedError("OAuth sessions")
+        return self._oauth().me(server_url, access_token)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self._password.close()

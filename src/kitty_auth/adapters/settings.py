@@ -26,12 +26,12 @@ from pathlib import Path
 from kitty_auth.adapters.token_syntax import is_token
 from kitty_auth.domain.errors import AuthError, InvalidEnvironmentTokenError
 from kitty_auth.domain.model import DEFAULT_SERVER_URL, normalize_server_url
-from kitty_auth.domain.token_source import EnvironmentToken
+from kitty_auth.domain.token_source import TOKEN_VARIABLE, EnvironmentToken
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 ENV_SERVER_URL = "SPEC_KITTY_SAAS_URL"
 ENV_LOG_LEVEL = "SPEC_KITTY_LOG_LEVEL"
-ENV_TOKEN = "SPEC_KITTY_SAAS_TOKEN"  # spec-kitty's own SaaS client reads this variable too
+ENV_TOKEN = TOKEN_VARIABLE  # SPEC_KITTY_SAAS_TOKEN (domain/token_source.py)
 
 
 class ConfigFileError(AuthError):

@@ -4,17 +4,20 @@
 directory the environment names, so a corporate CA works the way it does for other tools; httpx's
 and websockets' certifi defaults are never used. :func:`is_cert_verification_failure` recognises
 a failed verification anywhere in an exception chain, so both transports report it as
-TLSVerificationError. This module imports truststore; only network adapters import it.
+TLSVerificationError. :func:`inspect_trust` says what is trusted, for `auth doctor`. This module
+imports truststore; only network adapters (and the doctor) import it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import ssl
 import sys
 from collections.abc import Iterator
 
+from kitty_auth.domain.doctor import CertificateSource, PathKind, TrustFacts
 from kitty_auth.domain.errors import TLSVerificationError
 
 try:  # truststore raises ImportError on platforms/implementations it cannot support
@@ -107,4 +110,74 @@ def is_cert_verification_failure(exc: BaseException) -> bool:
     return any(
         isinstance(c, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(c)
         for c in error_chain(exc)
+    )
+
+
+# --------------------------------------------------------------------------- what is trusted (`auth doctor`)
+
+
+def _count_certificates(cafile: str) -> tuple[int, int]:
+    """(certificates, CA certificates) in a PEM bundle, as OpenSSL loads it; ssl.SSLError/OSError when it does not load."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # empty: no default paths, so only this file is counted
+    ctx.load_verify_locations(cafile=cafile)
+    stats = ctx.cert_store_stats()
+    return stats.get("x509", 0), stats.get("x509_ca", 0)
+
+
+def _bundle_source(path: str) -> CertificateSource:
+    if not os.path.exists(path):
+        return CertificateSource("SSL_CERT_FILE", path, PathKind.MISSING)
+    if not os.path.isfile(path):
+        return CertificateSource("SSL_CERT_FILE", path, PathKind.OTHER)
+    if not os.access(path, os.R_OK):
+        return CertificateSource("SSL_CERT_FILE", path, PathKind.FILE, readable=False)
+    try:
+        total, ca = _count_certificates(path)
+    except (ssl.SSLError, OSError, ValueError):
+        return CertificateSource("SSL_CERT_FILE", path, PathKind.FILE, error="not a PEM file of certificates")
+    return CertificateSource("SSL_CERT_FILE", path, PathKind.FILE, certificates=total, ca_certificates=ca)
+
+
+def _directory_source(path: str) -> CertificateSource:
+    if not os.path.exists(path):
+        return CertificateSource("SSL_CERT_DIR", path, PathKind.MISSING)
+    if not os.path.isdir(path):
+        return CertificateSource("SSL_CERT_DIR", path, PathKind.OTHER)
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return CertificateSource("SSL_CERT_DIR", path, PathKind.DIRECTORY, readable=False)
+    hashed = sum(1 for name in names if _HASHED_NAME.fullmatch(name))  # OpenSSL looks certificates up by these
+    return CertificateSource("SSL_CERT_DIR", path, PathKind.DIRECTORY, certificates=hashed)
+
+
+_HASHED_NAME = re.compile(r"[0-9a-fA-F]{8}\.\d+")
+
+
+def inspect_trust() -> TrustFacts:
+    """What :func:`build_ssl_context` trusts here, as `auth doctor` reports it; never raises.
+
+    Linux: the distribution's bundle that ``build_ssl_context`` adds (or OpenSSL's default file),
+    with its CA count; macOS and Windows verify through the OS itself (truststore), nothing to count.
+    """
+    context_error: str | None = None
+    try:
+        build_ssl_context()
+    except TLSVerificationError as exc:
+        context_error = str(exc)
+    os_verifier = truststore is not None and not sys.platform.startswith("linux")
+    bundle = None if os_verifier else (_system_bundle_for_linux() if sys.platform.startswith("linux")
+                                       else ssl.get_default_verify_paths().openssl_cafile)
+    count: int | None = None
+    if bundle is not None:
+        try:
+            count = _count_certificates(bundle)[1]
+        except (ssl.SSLError, OSError, ValueError):
+            count = 0
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    return TrustFacts(
+        truststore=truststore is not None, os_verifier=os_verifier, system_bundle=bundle,
+        system_certificates=count, context_error=context_error,
+        cert_file=_bundle_source(cafile) if cafile else None,
+        cert_dir=_directory_source(capath) if capath else None,
     )

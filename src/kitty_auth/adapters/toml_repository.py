@@ -68,7 +68,7 @@ from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from kitty_auth.adapters import credentials_format
 from kitty_auth.domain.accounts import StoredSession, is_account, same_account
@@ -100,6 +100,15 @@ _SETTLE = 0.2  # s: a writer that finds the file empty or not TOML waits this lo
 _PASSES = 3  # read-edit-replace passes before a writer stops deferring to an in-place writer
 _ASIDE_SUFFIX = ".unparsable"  # credentials.unparsable.N: files we could not parse, kept instead of dropped
 _ASIDE_KEEP = 3  # how many of them are kept (the oldest go)
+
+
+class LockProbe(NamedTuple):
+    """The lock as ``probe_lock`` found it (see there)."""
+
+    held: bool | None
+    holder_pid: int | None
+    recorded_pid: int | None
+    recorded_alive: bool | None
 
 
 class _Changed(Exception):
@@ -205,14 +214,15 @@ class TomlCredentialRepository:
 
     # -- several sessions -------------------------------------------------------------------
 
-    def sessions(self) -> list[StoredSession]:
+    def sessions(self, *, tighten: bool = True) -> list[StoredSession]:
         """Every stored session: the active one first, then the others, most recently used first.
 
         CorruptCredentialsError when the file cannot be parsed (as ``load``); an entry among the
-        others that cannot be read is left out here (and kept in the file).
+        others that cannot be read is left out here (and kept in the file). ``tighten=False``
+        (`auth doctor`, which reports loose permissions instead) changes nothing on disk.
         """
         self._refuse_symlink(self._lock_path)
-        data = self._read(tighten=True)
+        data = self._read(tighten=tighten)
         if data is None:
             return []
         try:
@@ -635,15 +645,23 @@ class TomlCredentialRepository:
 
     def _remove_stale_temp_files(self) -> None:
         """Delete temp files of writers that died mid-save (call with the lock held)."""
+        for name in self._temporary_files():
+            with suppress(OSError):
+                os.unlink(name)  # unlink never follows a symlink
+
+    def _temporary_files(self) -> list[Path]:
         prefix = _tmp_prefix(self._path)
         try:
             with os.scandir(self._path.parent) as entries:
-                stale = [e.path for e in entries if e.name.startswith(prefix)]
+                return sorted(Path(e.path) for e in entries if e.name.startswith(prefix))
         except OSError:
-            return
-        for name in stale:
-            with suppress(OSError):
-                os.unlink(name)  # unlink never follows a symlink
+            return []
+
+    def leftover_files(self) -> tuple[list[Path], list[Path]]:
+        """What saves leave beside the file: temporary files of a save that was killed (the next
+        save deletes them), and the unparsable files kept aside (``credentials.unparsable.N``,
+        kept for the user to look at), oldest first. Read-only (`auth doctor`)."""
+        return self._temporary_files(), [path for _, path in self._aside_paths()]
 
     def _fsync_directory(self) -> None:
         if _IS_WINDOWS:
@@ -787,10 +805,50 @@ class TomlCredentialRepository:
         pid = _flock_holder_pid(self._lock_path) or self._recorded_holder_pid()
         return f"process {pid}" if pid else None
 
+    def probe_lock(self) -> LockProbe:
+        """The lock right now, for `auth doctor`: never waits for it, never creates or changes the file.
+
+        ``held`` comes from a non-blocking shared ``flock`` on a descriptor of our own (taken and
+        dropped at once: a waiting writer retries within its poll interval); None where that cannot
+        tell (Windows, no lock file, a file system without flock). The holder is named as in the
+        timeout message (``/proc/locks``, else the PID the holder wrote); the PID written in the
+        file is reported too, with whether that process still runs (one killed while holding the
+        lock leaves its PID behind; the OS released its lock).
+        """
+        recorded = self._recorded_pid()
+        recorded_alive = _pid_alive(recorded) if recorded is not None else None
+        held = None if _IS_WINDOWS else self._lock_is_held()
+        holder: int | None = None
+        if held:
+            holder = _flock_holder_pid(self._lock_path) or (recorded if recorded_alive else None)
+        return LockProbe(held, holder, recorded, recorded_alive)
+
+    def _lock_is_held(self) -> bool | None:
+        import fcntl  # POSIX only (the caller checked)
+
+        try:
+            fd = os.open(self._lock_path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return None  # ENOLCK and the like: no flock here
+        finally:
+            os.close(fd)  # also drops our shared lock
+        return False
+
     def _recorded_holder_pid(self) -> int | None:
         """The PID a holder wrote into the lock file, if that process is alive."""
+        pid = self._recorded_pid()
+        return pid if pid is not None and _pid_alive(pid) else None
+
+    def _recorded_pid(self) -> int | None:
+        """The PID written in the lock file (its holder's, or a killed holder's), alive or not."""
         if _IS_WINDOWS:
-            return None  # os.kill(pid, 0) would terminate the process there
+            return None  # and os.kill(pid, 0) would terminate the process there
         try:
             fd = os.open(self._lock_path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK)
         except OSError:
@@ -803,14 +861,7 @@ class TomlCredentialRepository:
             os.close(fd)
         if not text.isdigit() or not 0 < int(text) < 1 << 22:
             return None
-        pid = int(text)
-        try:
-            os.kill(pid, 0)  # signal 0: only asks whether the process exists
-        except ProcessLookupError:
-            return None  # a holder killed before it could empty the file
-        except OSError:
-            pass  # EPERM: alive, another user's
-        return pid
+        return int(text)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -975,6 +1026,17 @@ def _tomlkit() -> Any:
     import tomlkit  # lazy: only writers pay for it
 
     return tomlkit
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (POSIX: signal 0 only asks)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False  # e.g. a holder killed before it could empty the lock file
+    except OSError:
+        pass  # EPERM: alive, another user's
+    return True
 
 
 def _flock_holder_pid(lock_path: Path) -> int | None:

@@ -135,6 +135,29 @@ def _machine_login(**kwargs: Any) -> Any:
 _LazyGateway = LazyGateway  # the port built on its first use (see offline.py)
 
 
+def _doctor_facts(settings: Settings, repository: Any) -> object:
+    from kitty_auth.adapters.doctor_facts import FileSystemDoctorFacts  # `auth doctor` only (imports truststore)
+
+    return FileSystemDoctorFacts(settings, repository)
+
+
+def _server_probe(http: Callable[[], Any], clock: Any) -> object:
+    from kitty_auth.adapters.doctor_probe import HttpsServerProbe  # imports httpx: `auth doctor` online only
+
+    return HttpsServerProbe(http(), clock)
+
+
+def _doctor_use_case(name: str) -> Callable[..., Any]:
+    """A provider for a doctor use case, imported only by `auth doctor`."""
+
+    def build(**kwargs: Any) -> Any:
+        from kitty_auth.domain import doctor
+
+        return getattr(doctor, name)(**kwargs)
+
+    return build
+
+
 def _websockets_connector() -> object:
     from kitty_auth.adapters.websocket_connector import WebsocketsLiveConnector  # imports websockets: live sync only
 
@@ -199,6 +222,17 @@ class Container(containers.DeclarativeContainer):
         login_server=providers.Callable(functools.partial, login_target, settings.provider, status.provider),
     )
     obtain_ws_token = providers.Factory(ObtainWsToken, tokens=token_source, gateway=lazy_gateway)
+    # `auth doctor`: its facts read the file as the commands do; the probe builds the HTTPS core only online
+    doctor_facts = providers.Singleton(_doctor_facts, settings, repository)
+    server_probe = providers.Singleton(_server_probe, http.provider, clock)
+    check_session = providers.Factory(
+        _doctor_use_case("CheckSession"), repo=repository, ensure_fresh=ensure_fresh_token,
+        prover=providers.Singleton(_LazyGateway, gateway.provider),  # the session gateway itself: ws-token and me
+    )
+    doctor = providers.Factory(
+        _doctor_use_case("Doctor"), facts=doctor_facts, probe=providers.Singleton(_LazyGateway, server_probe.provider),
+        clock=clock, check_session=check_session,
+    )
 
 
 def build_container(settings: Settings | None = None, *, credentials_path: Path | None = None,

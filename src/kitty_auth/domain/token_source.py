@@ -31,6 +31,8 @@ from kitty_auth.domain.use_cases import EnsureFreshToken, _load_or_none
 
 log = logging.getLogger("kitty_auth")
 
+TOKEN_VARIABLE = "SPEC_KITTY_SAAS_TOKEN"  # spec-kitty's own SaaS client reads it too; read by the settings adapter
+
 
 @dataclass(frozen=True)
 class EnvironmentToken:

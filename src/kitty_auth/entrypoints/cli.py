@@ -278,7 +278,7 @@ def _waiting(server_url: str, repository: object | None = None) -> Iterator[None
 
 @click.group(name="auth", context_settings=HELP_OPTIONS)
 def auth() -> None:
-    """Log in to spec-kitty, log out, and show the stored session."""
+    """Log in to spec-kitty, log out, show and switch the stored sessions, and diagnose problems."""
 
 
 def _login_target(container: Container, server: str | None) -> str:
@@ -669,14 +669,17 @@ def _relative_past(when: datetime, now: datetime) -> str:
 
 def _register_more_commands() -> None:
     """The commands kept in modules of their own (each imports only click and our domain)."""
-    from kitty_auth.entrypoints import cli_accounts, cli_token
+    from kitty_auth.entrypoints import cli_accounts, cli_doctor, cli_token
 
     auth.add_command(cli_accounts.switch)
     auth.add_command(cli_accounts.whoami)
     auth.add_command(cli_token.token)
+    auth.add_command(cli_doctor.doctor)
 
 
 _register_more_commands()
+
+
 
 
 # ------------------------------------------------------------------------------ standalone
