@@ -41,14 +41,12 @@ The layout, and how a save keeps every table, key and comment that is not ours, 
   POSIX), so a host process and ours exclude each other. It is re-entrant within a thread,
   excludes other threads and processes, waits at most ``lock_timeout`` seconds (then
   CredentialsLockTimeoutError), and is released by the OS when its holder dies. The lock file is
-  pre-created by us with O_NOFOLLOW and mode 0600 (filelock >= 3.20.1: older versions truncate
-  and follow symlinks when opening it).
+  pre-created by us with O_NOFOLLOW and mode 0600 (filelock >= 3.30, pyproject's bound: versions
+  before 3.20.1 follow symlinks when opening it, and before 3.30 a waiter truncates it).
 * **Who holds the lock.** The holder writes its PID into the lock file (through filelock's own
   descriptor: closing another one would drop an NFS-emulated lock) and empties it before
   releasing. A waiter that times out names the holder: on Linux from ``/proc/locks`` (which also
   knows host processes, which write nothing), else from that PID when the process is alive.
-  filelock versions that truncate the file on open erase the PID; the message then names the
-  lock alone.
 * **Windows.** POSIX permission bits are not checked or tightened there (they mean little),
   ``O_NOFOLLOW`` is used only where it exists (an ``lstat`` check always runs first), the
   directory fsync is skipped, and no PID is written or checked (``os.kill(pid, 0)`` would end
