@@ -19,8 +19,22 @@ import pytest
 from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME, RefServer
 
 BIN = Path(sys.executable).parent
-CLI = str(BIN / ("kitty-auth.exe" if os.name == "nt" else "kitty-auth"))
+# The Windows lane (ci/windows/lane.py) runs these tests on Linux with the user's side under Wine:
+# it names the Windows CLI and interpreter here. Every process that plays the user's machine (the
+# CLI, the library in a fresh interpreter, a process holding the lock) is then a Windows one.
+WINDOWS_CLIENT = os.environ.get("KITTY_AUTH_E2E_WINDOWS") == "1"
+CLI = os.environ.get("KITTY_AUTH_E2E_CLI") or str(BIN / ("kitty-auth.exe" if os.name == "nt" else "kitty-auth"))
+PYTHON = os.environ.get("KITTY_AUTH_E2E_PYTHON") or sys.executable
 HANG_LIMIT = 60  # generous upper bound: catches hangs, asserts nothing about speed
+
+posix_client = pytest.mark.skipif(
+    WINDOWS_CLIENT, reason="POSIX only: drives the CLI through a pseudo-terminal (pty) and Ctrl-C as SIGINT "
+    "from the terminal; a Windows console has neither")
+
+
+def client_path(path: Path) -> str:
+    """``path`` as the CLI under test names it: under Wine the Linux root is drive Z:."""
+    return "Z:" + str(path).replace("/", "\\") if WINDOWS_CLIENT else str(path)
 
 
 _VERIFIER_RUN = re.compile(r"[A-Za-z0-9._~-]{43,}")
@@ -72,9 +86,9 @@ class E2E:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SPEC_KITTY_", "SSL_CERT"))}
         env.update(
-            SPEC_KITTY_HOME=str(self.home),
+            SPEC_KITTY_HOME=client_path(self.home),
             SPEC_KITTY_SAAS_URL=self.server.url,
-            SSL_CERT_FILE=str(self.server.ca_path),
+            SSL_CERT_FILE=client_path(self.server.ca_path),
             SPEC_KITTY_LOG_LEVEL="DEBUG",
             PYTHONUNBUFFERED="1",
         )
@@ -112,8 +126,8 @@ class E2E:
         $E2E_SECRETS_OUT, one per line: they join the leak check.
         """
         out = self.home.parent / "secrets-out.txt"
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=self.env(E2E_SECRETS_OUT=str(out), **env), timeout=timeout,
+        proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True,
+                              env=self.env(E2E_SECRETS_OUT=client_path(out), **env), timeout=timeout,
                               stdin=subprocess.DEVNULL)
         if out.exists():
             self.secrets.update(line for line in out.read_text().splitlines() if line)
