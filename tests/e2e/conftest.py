@@ -37,6 +37,23 @@ def client_path(path: Path) -> str:
     return "Z:" + str(path).replace("/", "\\") if WINDOWS_CLIENT else str(path)
 
 
+_TRUSTED_IN_WINDOWS: set[Path] = set()
+
+
+def trust_in_windows(ca: Path) -> None:
+    """Windows lane: add the server's CA to the Windows user's Root store, once per CA.
+
+    Wine 8's crypt32 cannot trust $SSL_CERT_FILE's CAs through truststore (ci/windows/trust_ca.py
+    says why), so there the OS store is what trusts the test server (SSL_CERT_FILE is still set).
+    """
+    if ca in _TRUSTED_IN_WINDOWS:
+        return
+    script = Path(os.environ["KITTY_AUTH_E2E_TRUST_CA"])
+    subprocess.run([PYTHON, client_path(script), client_path(ca)], check=True, capture_output=True,
+                   timeout=HANG_LIMIT, stdin=subprocess.DEVNULL)
+    _TRUSTED_IN_WINDOWS.add(ca)
+
+
 _VERIFIER_RUN = re.compile(r"[A-Za-z0-9._~-]{43,}")
 
 
@@ -164,6 +181,8 @@ def server(fresh_refserver_state: RefServer, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.fixture
 def e2e(fresh_refserver_state: RefServer, tmp_path: Path) -> Iterator[E2E]:
+    if WINDOWS_CLIENT:
+        trust_in_windows(fresh_refserver_state.ca_path)
     world = E2E(server=fresh_refserver_state, home=tmp_path / "spec-kitty-home")
     yield world
     world.assert_no_leaks()
