@@ -259,6 +259,17 @@ class TestLogin:
         assert len(result.output.strip().splitlines()) == 1
         assert world.repo.credentials is None
 
+    def test_password_stdin_is_utf8_whatever_the_stdin_encoding(self, world):
+        """Windows reads a piped stdin in its ANSI code page (cp1252 here); a UTF-8 password piped
+        in must still arrive intact (the Windows lane found it failing)."""
+        password = "pässwörd ✓ 猫"
+        world.gateway.users["zoë@example.test"] = password
+        world.runner = CliRunner(charset="cp1252")
+        result = world.runner.invoke(cli, ["auth", "login", "-u", "zoë@example.test", "--password-stdin"],
+                                     input=(password + "\r\n").encode("utf-8"), obj=world.container,
+                                     prog_name="kitty-auth")
+        assert result.exit_code == 0, result.output
+
     def test_credentials_file_error_names_the_fix(self, world):
         path = Path("/home/u/.spec-kitty/credentials")
 
