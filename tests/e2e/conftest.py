@@ -4,7 +4,9 @@ against the reference server over TLS, always at DEBUG, and fails on any secret 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import locale
 import os
 import re
 import subprocess
@@ -35,6 +37,16 @@ posix_client = pytest.mark.skipif(
 def client_path(path: Path) -> str:
     """``path`` as the CLI under test names it: under Wine the Linux root is drive Z:."""
     return "Z:" + str(path).replace("/", "\\") if WINDOWS_CLIENT else str(path)
+
+
+@functools.cache
+def client_output_encoding() -> str:
+    """The encoding the CLI under test writes to a pipe: the locale's (Windows: the ANSI code page)."""
+    if not WINDOWS_CLIENT:
+        return locale.getpreferredencoding(False)
+    probe = subprocess.run([PYTHON, "-c", "import locale; print(locale.getencoding())"], capture_output=True,
+                           text=True, timeout=HANG_LIMIT, stdin=subprocess.DEVNULL, check=True)
+    return probe.stdout.strip()
 
 
 _TRUSTED_IN_WINDOWS: set[Path] = set()
@@ -128,9 +140,14 @@ class E2E:
         return run
 
     def cli(self, *args: str, input: str | None = None, timeout: float = HANG_LIMIT, **env: str) -> Run:
-        proc = subprocess.run([CLI, "auth", *args], input=input, capture_output=True, text=True,
-                              env=self.env(**env), timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
-        return self._record(Run(list(args), proc.returncode, proc.stdout, proc.stderr))
+        # Input as UTF-8 (what --password-stdin reads everywhere); output in the CLI's own encoding for
+        # a pipe (Windows: its ANSI code page), newlines as text mode would give them.
+        proc = subprocess.run([CLI, "auth", *args], input=input.encode("utf-8") if input is not None else None,
+                              capture_output=True, env=self.env(**env), timeout=timeout,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+        encoding = client_output_encoding()
+        stdout, stderr = (out.decode(encoding).replace("\r\n", "\n") for out in (proc.stdout, proc.stderr))
+        return self._record(Run(list(args), proc.returncode, stdout, stderr))
 
     def login(self, username: str = DEMO_USERNAME, password: str = DEMO_PASSWORD, *extra: str, **env: str) -> Run:
         self.secrets.add(password)
