@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-windows lint bench clean
 
 # .venv holds exactly the lock, every file hash-checked: a changed lock rebuilds it from scratch
 # (--clear when the lock is among $?, the prerequisites newer than the stamp); a changed
@@ -35,6 +35,12 @@ test: $(STAMP)
 	$(BIN)/nox --reuse-existing-virtualenvs || failed="$$failed nox"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
 	echo "make test: lint-imports, pytest (3.11) and nox (3.12, 3.13, newest, lowest) passed"
+
+# The Windows lane: unit, contract and integration tests under a Windows CPython run by Wine, and
+# the end-to-end CLI tests with the client under Wine (ci/windows/lane.py says how). Installs Wine
+# and mingw-w64 with apt-get when missing; caches the rest in .windows-lane/.
+test-windows: $(STAMP)
+	$(BIN)/python ci/windows/lane.py test
 
 lint: $(STAMP)
 	$(BIN)/lint-imports
