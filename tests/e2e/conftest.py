@@ -4,7 +4,9 @@ against the reference server over TLS, always at DEBUG, and fails on any secret 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import locale
 import os
 import re
 import subprocess
@@ -19,8 +21,49 @@ import pytest
 from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME, RefServer
 
 BIN = Path(sys.executable).parent
-CLI = str(BIN / ("kitty-auth.exe" if os.name == "nt" else "kitty-auth"))
+# The Windows lane (ci/windows/lane.py) runs these tests on Linux with the user's side under Wine:
+# it names the Windows CLI and interpreter here. Every process that plays the user's machine (the
+# CLI, the library in a fresh interpreter, a process holding the lock) is then a Windows one.
+WINDOWS_CLIENT = os.environ.get("KITTY_AUTH_E2E_WINDOWS") == "1"
+CLI = os.environ.get("KITTY_AUTH_E2E_CLI") or str(BIN / ("kitty-auth.exe" if os.name == "nt" else "kitty-auth"))
+PYTHON = os.environ.get("KITTY_AUTH_E2E_PYTHON") or sys.executable
 HANG_LIMIT = 60  # generous upper bound: catches hangs, asserts nothing about speed
+
+posix_client = pytest.mark.skipif(
+    WINDOWS_CLIENT, reason="POSIX only: drives the CLI through a pseudo-terminal (pty) and Ctrl-C as SIGINT "
+    "from the terminal; a Windows console has neither")
+
+
+def client_path(path: Path) -> str:
+    """``path`` as the CLI under test names it: under Wine the Linux root is drive Z:."""
+    return "Z:" + str(path).replace("/", "\\") if WINDOWS_CLIENT else str(path)
+
+
+@functools.cache
+def client_output_encoding() -> str:
+    """The encoding the CLI under test writes to a pipe: the locale's (Windows: the ANSI code page)."""
+    if not WINDOWS_CLIENT:
+        return locale.getpreferredencoding(False)
+    probe = subprocess.run([PYTHON, "-c", "import locale; print(locale.getencoding())"], capture_output=True,
+                           text=True, timeout=HANG_LIMIT, stdin=subprocess.DEVNULL, check=True)
+    return probe.stdout.strip()
+
+
+_TRUSTED_IN_WINDOWS: set[Path] = set()
+
+
+def trust_in_windows(ca: Path) -> None:
+    """Windows lane: add the server's CA to the Windows user's Root store, once per CA.
+
+    Wine 8's crypt32 cannot trust $SSL_CERT_FILE's CAs through truststore (ci/windows/trust_ca.py
+    says why), so there the OS store is what trusts the test server (SSL_CERT_FILE is still set).
+    """
+    if ca in _TRUSTED_IN_WINDOWS:
+        return
+    script = Path(os.environ["KITTY_AUTH_E2E_TRUST_CA"])
+    subprocess.run([PYTHON, client_path(script), client_path(ca)], check=True, capture_output=True,
+                   timeout=HANG_LIMIT, stdin=subprocess.DEVNULL)
+    _TRUSTED_IN_WINDOWS.add(ca)
 
 
 _VERIFIER_RUN = re.compile(r"[A-Za-z0-9._~-]{43,}")
@@ -74,9 +117,9 @@ class E2E:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SPEC_KITTY_", "SSL_CERT"))}
         env.update(
-            SPEC_KITTY_HOME=str(self.home),
+            SPEC_KITTY_HOME=client_path(self.home),
             SPEC_KITTY_SAAS_URL=self.server.url,
-            SSL_CERT_FILE=str(self.server.ca_path),
+            SSL_CERT_FILE=client_path(self.server.ca_path),
             SPEC_KITTY_LOG_LEVEL="DEBUG",
             PYTHONUNBUFFERED="1",
         )
@@ -122,9 +165,14 @@ class E2E:
         return self._record(Run(["token", *args], proc.returncode, proc.stdout, proc.stderr), prints_a_token=True)
 
     def cli(self, *args: str, input: str | None = None, timeout: float = HANG_LIMIT, **env: str) -> Run:
-        proc = subprocess.run([CLI, "auth", *args], input=input, capture_output=True, text=True,
-                              env=self.env(**env), timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
-        return self._record(Run(list(args), proc.returncode, proc.stdout, proc.stderr))
+        # Input as UTF-8 (what --password-stdin reads everywhere); output in the CLI's own encoding for
+        # a pipe (Windows: its ANSI code page), newlines as text mode would give them.
+        proc = subprocess.run([CLI, "auth", *args], input=input.encode("utf-8") if input is not None else None,
+                              capture_output=True, env=self.env(**env), timeout=timeout,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+        encoding = client_output_encoding()
+        stdout, stderr = (out.decode(encoding).replace("\r\n", "\n") for out in (proc.stdout, proc.stderr))
+        return self._record(Run(list(args), proc.returncode, stdout, stderr))
 
     def login(self, username: str = DEMO_USERNAME, password: str = DEMO_PASSWORD, *extra: str, **env: str) -> Run:
         self.secrets.add(password)
@@ -137,8 +185,8 @@ class E2E:
         $E2E_SECRETS_OUT, one per line: they join the leak check.
         """
         out = self.home.parent / "secrets-out.txt"
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=self.env(E2E_SECRETS_OUT=str(out), **env), timeout=timeout,
+        proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True,
+                              env=self.env(E2E_SECRETS_OUT=client_path(out), **env), timeout=timeout,
                               stdin=subprocess.DEVNULL)
         if out.exists():
             self.secrets.update(line for line in out.read_text().splitlines() if line)
@@ -180,6 +228,8 @@ def server(fresh_refserver_state: RefServer, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.fixture
 def e2e(fresh_refserver_state: RefServer, tmp_path: Path) -> Iterator[E2E]:
+    if WINDOWS_CLIENT:
+        trust_in_windows(fresh_refserver_state.ca_path)
     world = E2E(server=fresh_refserver_state, home=tmp_path / "spec-kitty-home")
     yield world
     world.assert_no_leaks()

@@ -16,7 +16,7 @@ import pytest
 
 from refserver.harness import DEMO_PASSWORD, DEMO_USERNAME
 
-from .conftest import CLI, E2E, HANG_LIMIT
+from .conftest import CLI, E2E, HANG_LIMIT, PYTHON, WINDOWS_CLIENT, client_path, posix_client
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +30,12 @@ def password_server(e2e: E2E) -> None:
 
 def mode(path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def private(path, expected: int = 0o600) -> bool:
+    """The POSIX mode is ``expected``; with the Windows CLI, where kitty-auth sets no modes (the user
+    profile's ACL protects the file; under Wine the Linux mode is Wine's default), always true."""
+    return WINDOWS_CLIENT or mode(path) == expected
 
 
 def stored(e2e: E2E) -> dict:
@@ -48,7 +54,7 @@ def test_login_status_logout_with_password_stdin(e2e: E2E):
     assert data["tokens"]["access"].count(".") == 2 and data["tokens"]["refresh"].count(".") == 2
     for key in ("access_expires_at", "refresh_expires_at"):
         assert data["tokens"][key].endswith("Z")
-    assert mode(e2e.credentials) == 0o600 and mode(e2e.home) == 0o700
+    assert private(e2e.credentials) and private(e2e.home, 0o700)
     assert DEMO_PASSWORD not in e2e.credentials.read_text()
     assert e2e.server.stats()["requests"].get("/api/v1/token/") == 1
 
@@ -84,6 +90,7 @@ def test_login_status_logout_with_password_stdin(e2e: E2E):
     assert e2e.cli("logout").returncode == 0
 
 
+@posix_client
 def test_login_by_prompt_in_a_terminal_does_not_echo_the_password(e2e: E2E):
     """A real pseudo-terminal: the prompts appear and the typed password is not echoed back."""
     import pty
@@ -127,7 +134,7 @@ def test_login_by_prompt_in_a_terminal_does_not_echo_the_password(e2e: E2E):
     assert DEMO_USERNAME in text  # the username is echoed (visible prompt)
     assert DEMO_PASSWORD not in text  # the password is not
     assert f"Logged in as {DEMO_USERNAME}" in text
-    assert mode(e2e.credentials) == 0o600
+    assert private(e2e.credentials)
 
 
 def test_wrong_password_stores_nothing(e2e: E2E):
@@ -156,7 +163,7 @@ def test_password_stdin_without_username_is_a_usage_error(e2e: E2E):
 
 
 def test_python_dash_m_runs_the_same_cli(e2e: E2E):
-    proc = subprocess.run([sys.executable, "-m", "kitty_auth", "auth", "status", "--json"], capture_output=True,
+    proc = subprocess.run([PYTHON, "-m", "kitty_auth", "auth", "status", "--json"], capture_output=True,
                           text=True, env=e2e.env(), timeout=HANG_LIMIT)
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["authenticated"] is False
@@ -181,8 +188,11 @@ client.close()
 def test_expired_access_token_is_refreshed_with_rotation_and_ws_token_obtained(e2e: E2E):
     e2e.server.set_lifetimes(access=3)
     assert e2e.login().returncode == 0
-    old = stored(e2e)
+    old, old_file = stored(e2e), e2e.credentials.read_text()
     time.sleep(3.5)  # the 3 s access token is now expired
+    # The refreshed token lives 15 minutes: a slow machine (or Wine) taking more than its margin
+    # between the refresh and the ws-token request must not cause a second refresh.
+    e2e.server.set_lifetimes(access=900)
     run = e2e.library(REFRESH_AND_WS)
     assert run.returncode == 0, run.output
     assert run.stdout.split("\n")[:3] == ["rotated", "returned-stored", "ws 900 True"]
@@ -190,10 +200,10 @@ def test_expired_access_token_is_refreshed_with_rotation_and_ws_token_obtained(e
     assert stats.get("/api/v1/token/refresh/") == 1 and stats.get("/api/v1/ws-token/") == 1
     new = stored(e2e)
     assert new["tokens"]["refresh"] != old["tokens"]["refresh"]
-    assert mode(e2e.credentials) == 0o600
-    # the rotated-out refresh token is blacklisted by the server
-    e2e.credentials.write_text(e2e.credentials.read_text().replace(new["tokens"]["refresh"], old["tokens"]["refresh"]))
-    time.sleep(3.5)
+    assert private(e2e.credentials)
+    # the rotated-out refresh token is blacklisted by the server: put the old session (its access
+    # token long expired) back, and its refresh is refused
+    e2e.credentials.write_text(old_file)
     run = e2e.library(
         "import kitty_auth\n"
         "try:\n    kitty_auth.AuthClient().get_access_token()\n"
@@ -306,6 +316,7 @@ def _ends_with_aborted_on_its_own_line(term: Terminal) -> list[str]:
     return lines
 
 
+@posix_client
 @pytest.mark.parametrize("prompt", ["Username", "Password"])
 def test_ctrl_c_at_a_prompt_exits_130_with_aborted_on_a_line_of_its_own(e2e: E2E, terminal, prompt: str):
     term = terminal("login")
@@ -324,6 +335,7 @@ def test_ctrl_c_at_a_prompt_exits_130_with_aborted_on_a_line_of_its_own(e2e: E2E
     assert set(e2e.server.stats()["requests"]) == {"/.well-known/oauth-authorization-server"}
 
 
+@posix_client
 def test_a_slow_server_is_named_on_the_terminal_and_ctrl_c_exits_130(e2e: E2E, terminal):
     e2e.server.add_fault("/api/v1/token/", delay=60, count=1)
     e2e.secrets.add(DEMO_PASSWORD)
@@ -341,6 +353,7 @@ def test_a_slow_server_is_named_on_the_terminal_and_ctrl_c_exits_130(e2e: E2E, t
     assert not e2e.credentials.exists()
 
 
+@posix_client
 def test_a_wait_for_the_lock_names_the_holding_process_not_the_server(e2e: E2E, terminal):
     """The login takes the credentials lock before sending: while another process holds it, the
     terminal says so (the server has not even been asked), and Ctrl-C still exits 130."""
@@ -391,7 +404,7 @@ LOGOUT_HANG_BOUND = 12.0
 
 
 def hold_lock(e2e: E2E, seconds: float) -> subprocess.Popen[str]:
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(e2e.home / "credentials.lock"), str(seconds)],
+    holder = subprocess.Popen([PYTHON, "-c", LOCK_HOLDER, client_path(e2e.home / "credentials.lock"), str(seconds)],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     return holder
@@ -410,14 +423,20 @@ def test_logout_with_a_stuck_lock_holder_ends_within_the_bound_and_keeps_the_ses
         holder.wait()
     assert elapsed < LOGOUT_HANG_BOUND, f"{elapsed:.1f} s"
     assert run.returncode == 1 and run.stdout == ""
-    assert f"credentials lock {e2e.home / 'credentials.lock'}" in run.stderr
-    assert f"(held by process {holder.pid})" in run.stderr and "you are still logged in" in run.stderr
+    assert f"credentials lock {client_path(e2e.home / 'credentials.lock')}" in run.stderr
+    assert "you are still logged in" in run.stderr
+    if WINDOWS_CLIENT:  # no holder PID is written or looked up on Windows (toml_repository)
+        assert "held by process" not in run.stderr
+    else:
+        assert f"(held by process {holder.pid})" in run.stderr
     assert e2e.credentials.read_bytes() == before  # nothing removed, nothing revoked
     assert "/api/v1/token/blacklist/" not in e2e.server.stats()["requests"]
     # once the holder is gone, logout works
     assert e2e.cli("logout").returncode == 0 and not e2e.credentials.exists()
 
 
+@pytest.mark.skipif(WINDOWS_CLIENT, reason="the 4.5 s logout budget covers lazy imports (tomlkit, httpx, "
+                    "truststore), which take 5-7 s under Wine, not on Windows: the revoke is then skipped")
 def test_logout_waits_for_a_refresh_in_progress_then_logs_out_and_revokes(e2e: E2E):
     assert e2e.login().returncode == 0
     holder = hold_lock(e2e, 1.0)

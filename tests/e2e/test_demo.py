@@ -18,6 +18,9 @@ def test_demo_runs_end_to_end_and_leaves_nothing_behind():
     out = proc.stdout
     assert "Logged in as demo@spec-kitty.test" in out
     assert "obtained a ws token (value not shown)" in out
+    assert "Logged out of 2 sessions; stored credentials removed." in out
+    assert "Switched to demo@spec-kitty.test" in out and "ci-bot@spec-kitty.test at " in out
+    assert "no other output" in out and "doctor" in out
     assert "Logged out; stored credentials removed." in out
     assert "Login method:   device code" in out and "the server now refuses the old refresh token" in out
     assert "Demo finished: every step behaved as expected." in out

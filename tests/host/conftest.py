@@ -66,8 +66,11 @@ def _venv_dir() -> Path:
 
 
 def _pip(venv: HostVenv, *args: str) -> None:
-    subprocess.run([str(venv.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args],
-                   check=True, stdin=subprocess.DEVNULL, timeout=900)
+    # --isolated and no config file: from PyPI only, like the locked environments (the machine's pip
+    # configuration may add local indexes and constraints).
+    subprocess.run([str(venv.python), "-m", "pip", "install", "--isolated", "--quiet", "--disable-pip-version-check",
+                    *args], check=True, stdin=subprocess.DEVNULL, timeout=900,
+                   env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
 
 
 def _build(venv: HostVenv) -> None:

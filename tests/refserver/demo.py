@@ -2,7 +2,8 @@
 
 Starts the reference server (Django + simplejwt over TLS on 127.0.0.1), then, in a throw-away
 spec-kitty home, runs the installed `kitty-auth` CLI to log in, show status, obtain a ws token
-(through the library, as spec-kitty's live sync does), and log out; then logs in again with an
+(through the library, as spec-kitty's live sync does), print a token for scripts (`auth token`),
+add a second account, `switch` between them, run `doctor`, and log out of both; then logs in again with an
 OAuth device code (approved on the server's pages over HTTPS, as a user would in a browser) and
 logs out with revocation. Stops the server at the end,
 whatever happens; nothing is left running and your own ~/.spec-kitty is never touched.
@@ -103,6 +104,36 @@ def device_login_and_revoke(server: RefServer, env: dict[str, str]) -> int:
     return failures
 
 
+SECOND_USER, SECOND_PASSWORD = "ci-bot@spec-kitty.test", "ci-bot-demo-password"
+
+
+def accounts_token_and_doctor(server: RefServer, env: dict[str, str]) -> int:
+    """Scripts and several accounts: `auth token`, a second account, `switch`, `whoami`, `doctor`."""
+    failures = 0
+    step("A token for scripts: `auth token` prints the access token and nothing else (shown masked here)")
+    print("$ TOKEN=$(kitty-auth auth token)")
+    proc = subprocess.run([CLI, "auth", "token"], env=env, text=True, capture_output=True, timeout=60)
+    token = proc.stdout.strip()
+    print(f"  (exit code {proc.returncode}; stdout: one line, a {len(token)}-character token, "
+          f"{'no other output' if proc.stdout == token + chr(10) else 'something else too'})")
+    failures += proc.returncode != 0 or proc.stdout != token + "\n"
+
+    server.create_user(SECOND_USER, SECOND_PASSWORD, team_slug="bots")
+    step(f"A second account ({SECOND_USER}): logging in adds it and makes it the active one")
+    failures += run([CLI, "auth", "login", "-u", SECOND_USER, "--password-stdin"], env, stdin=SECOND_PASSWORD + "\n",
+                    shown=f"echo '********' | kitty-auth auth login -u {SECOND_USER} --password-stdin") != 0
+    failures += run([CLI, "auth", "status", "--all"], env) != 0
+    failures += run([CLI, "auth", "whoami"], env) != 0
+
+    step("Switch back: with two sessions, `switch` takes the other one")
+    failures += run([CLI, "auth", "switch"], env) != 0
+    failures += run([CLI, "auth", "whoami"], env) != 0
+
+    step("Doctor: what is set up, and what to fix (`--offline` sends nothing; here it asks the server too)")
+    failures += run([CLI, "auth", "doctor"], env) != 0
+    return failures
+
+
 def main() -> int:
     failures = 0
     with tempfile.TemporaryDirectory(prefix="kitty-auth-demo-") as tmp:
@@ -133,8 +164,10 @@ def main() -> int:
             step("Obtain a short-lived WebSocket token, as live sync does (library: AuthClient)")
             failures += run([sys.executable, "-c", WS_DEMO], env, shown="python -c '<AuthClient().obtain_ws_token(); WebSocketClient>'") != 0
 
-            step("Log out: the credentials file is removed")
-            failures += run([CLI, "auth", "logout"], env) != 0
+            failures += accounts_token_and_doctor(server, env)
+
+            step("Log out of every session: each is removed here and revoked at its server")
+            failures += run([CLI, "auth", "logout", "--all"], env) != 0
             failures += run([CLI, "auth", "status"], env) != 1
 
             failures += device_login_and_revoke(server, env)

@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     api.set_lifetimes(**args.set_lifetimes)
     ca_path, server_pem = write_tls_files(state_dir, keep=keep)
     sock = bind_socket(args.port)
-    url = f"https://127.0.0.1:{sock.getsockname()[1]}"
+    # The Windows lane names it "localhost" (Wine's certificate policy does not match IP addresses).
+    host = "localhost" if os.environ.get("REFSERVER_URL_HOST") == "localhost" else "127.0.0.1"
+    url = f"https://{host}:{sock.getsockname()[1]}"
     config = uvicorn.Config(
         app,
         http="h11",  # the "close" fault reaches the transport through h11's request cycle

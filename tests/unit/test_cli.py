@@ -261,15 +261,30 @@ class TestLogin:
         assert len(result.output.strip().splitlines()) == 1
         assert world.repo.credentials is None
 
-    def test_credentials_file_error_names_chmod(self, world):
+    def test_password_stdin_is_utf8_whatever_the_stdin_encoding(self, world):
+        """Windows reads a piped stdin in its ANSI code page (cp1252 here); a UTF-8 password piped
+        in must still arrive intact (the Windows lane found it failing)."""
+        password = "pässwörd ✓ 猫"
+        world.gateway.users["zoë@example.test"] = password
+        world.runner = CliRunner(charset="cp1252")
+        result = world.runner.invoke(cli, ["auth", "login", "-u", "zoë@example.test", "--password-stdin"],
+                                     input=(password + "\r\n").encode("utf-8"), obj=world.container,
+                                     prog_name="kitty-auth")
+        assert result.exit_code == 0, result.output
+
+    def test_credentials_file_error_names_the_fix(self, world):
+        path = Path("/home/u/.spec-kitty/credentials")
+
         def broken_save(credentials):
-            raise CredentialsFileError("/home/u/.spec-kitty/credentials")
+            raise CredentialsFileError(path)
 
         world.repo.save = broken_save
         result = world.run("login", "-u", USER, "--password-stdin", input=PASSWORD + "\n")
         assert result.exit_code == 1
         assert "Cannot access credentials file. Check permissions" in result.output
-        assert "chmod 600 /home/u/.spec-kitty/credentials" in result.output
+        # chmod means nothing on Windows: there the advice is the file's ACL (errors.CredentialsFileError)
+        fix = f"full control of {path} (Properties > Security)" if os.name == "nt" else f"chmod 600 {path}"
+        assert fix in result.output
 
     def test_unexpected_bug_is_one_line_without_traceback(self, world):
         def boom(*args):
@@ -475,7 +490,8 @@ class TestStatusAndLogout:
         world.repo.load = corrupt
         result = world.run("status")
         assert result.exit_code == 1
-        assert result.output.strip() == ("Not logged in: the credentials file /home/u/.spec-kitty/credentials "
+        path = Path("/home/u/.spec-kitty/credentials")  # printed with the OS's separators
+        assert result.output.strip() == (f"Not logged in: the credentials file {path} "
                                          "is not valid; `kitty-auth auth login` replaces it.")
 
     def test_logout(self, world):

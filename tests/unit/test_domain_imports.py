@@ -85,7 +85,7 @@ def scan(src: Path) -> dict[str, list[tuple[int, str]]]:
         parts = path.relative_to(src).with_suffix("").parts
         module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         if bad := forbidden_imports(path, module):
-            report[str(path.relative_to(src))] = bad
+            report[path.relative_to(src).as_posix()] = bad  # '/'-separated on Windows too
     return report
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
+import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+# The scripts folder: bin/ beside python in a venv, Scripts\ (and a .exe) in a Windows install.
+LINT_IMPORTS = Path(sysconfig.get_path("scripts")) / ("lint-imports.exe" if os.name == "nt" else "lint-imports")
 
 
 def _lint_copy(tmp_path: Path, files: dict[str, str]) -> subprocess.CompletedProcess[str]:

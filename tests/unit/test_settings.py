@@ -19,6 +19,7 @@ def write_config(home: Path, text: str) -> None:
 
 def test_defaults(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path))  # Path.home() on Windows
     s = load_settings({})
     assert s.home == tmp_path / ".spec-kitty"
     assert s.server_url == DEFAULT_SERVER_URL and s.log_level == "WARNING"

@@ -192,7 +192,7 @@ class TestLogoutAndStatus:
 
         report = Status(Corrupt(), clock).execute()
         assert not report.authenticated
-        assert report.unparsable_file == "/home/u/.spec-kitty/credentials"
+        assert report.unparsable_file == str(Path("/home/u/.spec-kitty/credentials"))  # the OS's separators
 
 
 class TestEnsureFreshToken:

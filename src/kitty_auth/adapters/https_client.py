@@ -604,12 +604,27 @@ class HttpsClient:
             self._detach(client)  # the next request opens a new connection
             return True
 
-        threading.Thread(target=work, name="kitty-auth-http", daemon=True).start()
+        worker = threading.Thread(target=work, name="kitty-auth-http", daemon=True)
         read_timeout = client.timeout.read if late is not None else None
         try:
+            # Everything from the start of the worker to the return is guarded: an interrupt that lands
+            # just before the wait (the caller's thread descheduled while the worker sent the request)
+            # or just after the answer came is handled like one during the wait.
             try:
+                worker.start()
                 answered = flight.wait(deadline, started, read_timeout)
+                if not answered and abandon():
+                    self._log(method, path, 0, started, note="total deadline exceeded")
+                    waited = time.monotonic() - started
+                    cause = f"no answer within {deadline:g} s" if waited >= deadline else "timed out"
+                    raise NetworkError(f"{_host_of(url)}: {cause}")
+                if flight.error is not None:
+                    raise flight.error
+                assert flight.value is not None
+                return flight.value
             except INTERRUPTS:
+                if worker.ident is None:
+                    raise  # interrupted before anything was sent
                 handed = False
                 try:
                     handed = _await_after_interrupt(flight, late, lambda: flight.wait(deadline, started, read_timeout))
@@ -617,18 +632,9 @@ class HttpsClient:
                     if not handed:
                         _leave(flight, late, abandon)
                 raise
-            if not answered and abandon():
-                self._log(method, path, 0, started, note="total deadline exceeded")
-                waited = time.monotonic() - started
-                cause = f"no answer within {deadline:g} s" if waited >= deadline else "timed out"
-                raise NetworkError(f"{_host_of(url)}: {cause}")
         finally:
             if key is not None and not flight.abandoned:
                 self._forget(key, flight)
-        if flight.error is not None:
-            raise flight.error
-        assert flight.value is not None
-        return flight.value
 
     def _send_now(
         self, client: httpx.Client, ex: _Exchange, trace: Callable[[str, dict[str, Any]], None]

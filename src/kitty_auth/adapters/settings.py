@@ -171,7 +171,9 @@ def _configured_server_url(config_path: Path) -> str | None:
     except ValueError:  # not a TOMLDecodeError: int() refusing a number of over 4,300 digits
         raise ConfigFileError(config_path, "not valid TOML: a value out of range") from None
     except OSError as exc:
-        raise ConfigFileError(config_path, exc.strerror or type(exc).__name__) from None
+        # Windows answers "Permission denied" for a folder: say what it is, as POSIX does.
+        cause = "Is a directory" if os.path.isdir(config_path) else exc.strerror or type(exc).__name__
+        raise ConfigFileError(config_path, cause) from None
     sync = data.get("sync")
     url = sync.get("server_url") if isinstance(sync, dict) else None
     if url is None:

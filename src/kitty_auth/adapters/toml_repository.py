@@ -41,18 +41,18 @@ The layout, and how a save keeps every table, key and comment that is not ours, 
   POSIX), so a host process and ours exclude each other. It is re-entrant within a thread,
   excludes other threads and processes, waits at most ``lock_timeout`` seconds (then
   CredentialsLockTimeoutError), and is released by the OS when its holder dies. The lock file is
-  pre-created by us with O_NOFOLLOW and mode 0600 (filelock >= 3.20.1: older versions truncate
-  and follow symlinks when opening it).
+  pre-created by us with O_NOFOLLOW and mode 0600 (filelock >= 3.30, pyproject's bound: versions
+  before 3.20.1 follow symlinks when opening it, and before 3.30 a waiter truncates it).
 * **Who holds the lock.** The holder writes its PID into the lock file (through filelock's own
   descriptor: closing another one would drop an NFS-emulated lock) and empties it before
   releasing. A waiter that times out names the holder: on Linux from ``/proc/locks`` (which also
   knows host processes, which write nothing), else from that PID when the process is alive.
-  filelock versions that truncate the file on open erase the PID; the message then names the
-  lock alone.
 * **Windows.** POSIX permission bits are not checked or tightened there (they mean little),
   ``O_NOFOLLOW`` is used only where it exists (an ``lstat`` check always runs first), the
   directory fsync is skipped, and no PID is written or checked (``os.kill(pid, 0)`` would end
-  the process there).
+  the process there). The lock is filelock's (``msvcrt.locking``), which deletes the lock file
+  on release. A replace or delete that a reader's open handle blocks is retried for up to 1 s.
+  The tracker's flock does not exist there. (Run by ``make test-windows``; README, "Windows".)
 """
 
 from __future__ import annotations
@@ -344,7 +344,7 @@ class TomlCredentialRepository:
 
     def _unlink(self) -> None:
         try:
-            os.unlink(self._path)
+            _retry_sharing_violation(os.unlink, self._path)  # Windows: a reader may have it open
         except FileNotFoundError:
             return
         except OSError as exc:  # EISDIR/EPERM for a directory, EACCES...
@@ -548,6 +548,10 @@ class TomlCredentialRepository:
         try:
             st = os.lstat(self._path)
         except FileNotFoundError:
+            if _IS_WINDOWS and os.path.isfile(self._path.parent):
+                # Windows says "not found" for a path through a file, where POSIX says ENOTDIR:
+                # a home that is a file is an error there too, not "not logged in".
+                raise CredentialsFileError(self._path, f"{self._path.parent} is not a directory") from None
             return None
         except OSError as exc:  # ENOTDIR (home is a file), EACCES on the directory...
             raise self._file_error(exc) from None
@@ -1041,6 +1045,11 @@ def _pid_alive(pid: int) -> bool:
 
 def _flock_holder_pid(lock_path: Path) -> int | None:
     """Linux: the process holding a lock on ``lock_path``'s inode, from ``/proc/locks``."""
+    if not sys.platform.startswith("linux"):
+        # Linux only: elsewhere there is no /proc/locks (under Wine, a Windows program would even
+        # read the Linux host's), and Windows has no os.major/os.minor (an AttributeError there made
+        # every wait for a busy lock fail).
+        return None
     try:
         st = os.stat(lock_path, follow_symlinks=False)
         with open(_PROC_LOCKS, encoding="ascii", errors="replace") as fh:
@@ -1069,10 +1078,19 @@ def _flock_holder_pid(lock_path: Path) -> int | None:
 
 def _replace(src: Path, dst: Path) -> None:
     """os.replace, retried briefly on Windows where a reader holding dst open blocks it."""
+    _retry_sharing_violation(os.replace, src, dst)
+
+
+def _retry_sharing_violation(call: Callable[..., None], *args: Path) -> None:
+    """``call(*args)``; on Windows retried for up to 1 s while another process has the file open.
+
+    Windows refuses to replace or delete a file that a reader has open (a sharing violation,
+    PermissionError), where POSIX lets the reader keep the old inode.
+    """
     attempts = 20 if _IS_WINDOWS else 1
     for attempt in range(attempts):
         try:
-            os.replace(src, dst)
+            call(*args)
             return
         except PermissionError:
             if attempt == attempts - 1:

@@ -32,7 +32,10 @@ Each error's ``str()`` is the one sentence a user sees; it never contains a toke
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+_WINDOWS = os.name == "nt"  # the advice for an unusable credentials file differs there (ACLs)
 
 
 class AuthError(Exception):
@@ -165,7 +168,9 @@ class CredentialsFileError(AuthError):
     """``symlink``: the path found to be a symbolic link (the credentials file or its lock).
 
     The advice differs: for a mode problem ``chmod 600 <path>``; for a symlink, removing the
-    link -- never ``chmod``, which follows the link and changes its target.
+    link -- never ``chmod``, which follows the link and changes its target. On Windows, where
+    ``chmod`` means nothing (access is the file's ACL, and a file another program keeps open
+    cannot be replaced), the advice names those instead.
     """
 
     def __init__(self, path: Path | str, detail: str = "", *, symlink: Path | str | None = None) -> None:
@@ -174,6 +179,9 @@ class CredentialsFileError(AuthError):
         if self.symlink is not None:
             detail = detail or f"{self.symlink} is a symbolic link"
             fix = f"Try: rm {self.symlink} (this removes only the link; chmod would change its target)"
+        elif _WINDOWS:
+            fix = (f"Try: check that your user account has full control of {self.path} "
+                   "(Properties > Security) and that no other program keeps it open")
         else:
             fix = f"Try: chmod 600 {self.path}"
         self.detail = detail

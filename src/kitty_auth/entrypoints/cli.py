@@ -290,10 +290,18 @@ def _login_target(container: Container, server: str | None) -> str:
 
 
 def _read_password_stdin() -> str:
-    line = sys.stdin.readline()
-    if not line:
+    # The bytes, as UTF-8: Windows decodes a piped stdin with its ANSI code page (cp1252...), which
+    # turns a UTF-8 password into another one. Bytes that are not UTF-8 keep the stream's encoding.
+    raw = getattr(sys.stdin, "buffer", None)
+    data = raw.readline() if raw is not None else sys.stdin.readline()
+    if not data:
         raise InvalidInputError("No password on standard input (--password-stdin reads its first line).")
-    return check_password(line.rstrip("\r\n"))
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            data = data.decode(sys.stdin.encoding or "utf-8", errors="replace")
+    return check_password(data.rstrip("\r\n"))
 
 
 @auth.command()
