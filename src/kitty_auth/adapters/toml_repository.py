@@ -925,15 +925,11 @@ class AccountRepository:
             if existing is None:
                 return credentials_format.render(credentials, None)
             active = _active_or_none(existing)
-            if active is None or self._mine(active):
-                others = credentials_format.parse_others(existing)
-                kept = [o for o in others if not (o.credentials and self._mine(o.credentials))]
-                if len(kept) != len(others):
-                    return credentials_format.render(credentials, existing, kept)
-                return credentials_format.render(credentials, existing)
             others = credentials_format.parse_others(existing)
             kept = [o for o in others if not (o.credentials and self._mine(o.credentials))]
-            return credentials_format.render(active, existing, [_demoted(credentials), *kept])
+            if active is not None and not self._mine(active):  # stays one of the others, now the most recent
+                return credentials_format.render(active, existing, [_demoted(credentials), *kept])
+            return credentials_format.render(credentials, existing, kept if len(kept) != len(others) else None)
 
         self._repo._rewrite(build)
 
