@@ -25,6 +25,10 @@ from kitty_auth.domain.model import LoginMethod
 from kitty_auth.domain.oauth_errors import MetadataMalformedError, MetadataUnavailableError
 
 METADATA = "/.well-known/oauth-authorization-server"
+from portability import wine_tls_gap
+
+# Every test here probes a local TLS server trusted through SSL_CERT_FILE.
+pytestmark = wine_tls_gap
 
 
 @dataclass

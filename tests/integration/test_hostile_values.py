@@ -201,6 +201,7 @@ def test_the_model_refuses_out_of_range_refresh_expiries_as_malformed(at: dateti
 @pytest.fixture
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HostWorld]:
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path))  # what Path.home() reads on Windows
     monkeypatch.setenv(GATE, "1")
     for name in ("SPEC_KITTY_HOME", "SPEC_KITTY_SAAS_URL", "SPEC_KITTY_LOG_LEVEL"):
         monkeypatch.delenv(name, raising=False)

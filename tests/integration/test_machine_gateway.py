@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from portability import wine_tls_gap
 import trustme
 
 from kitty_auth.adapters.oauth_gateway import HttpxOAuthGateway
@@ -172,6 +173,7 @@ def tls_token_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         thread.join(timeout=5)
 
 
+@wine_tls_gap
 def test_over_real_tls_the_grant_works_and_no_log_line_holds_the_secret(tls_token_endpoint, caplog) -> None:  # noqa: ANN001
     url, bodies = tls_token_endpoint
     caplog.set_level(logging.DEBUG)  # ours, httpx's and httpcore's (redacted) records

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from portability import posix_modes
 from click.testing import CliRunner
 from dependency_injector import providers
 
@@ -87,6 +88,7 @@ def test_login_with_the_secret_from_a_file_then_status(world: World) -> None:
     assert data["refresh_expires_at"] is None and data["authenticated"] is True
 
 
+@posix_modes
 def test_a_loose_secret_file_is_refused_before_anything_is_sent(world: World) -> None:
     secret_file = world.tmp_path / "secret"
     secret_file.write_text(SECRET)
