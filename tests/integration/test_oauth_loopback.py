@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -293,6 +294,34 @@ def test_the_page_is_sent_before_close_returns_so_a_cli_that_exits_next_still_sh
     finally:
         proc.kill()
     assert answer.startswith(b"HTTP/1.1 200 ") and b"Logged in" in answer
+
+
+CTRL_C_ELSEWHERE = """
+import signal, sys
+from kitty_auth.adapters.oauth_loopback import LoopbackCallbackListener
+listener = LoopbackCallbackListener()  # its threads start with SIGINT deliverable
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # the kernel hands SIGINT to one of them
+print("waiting", flush=True)
+try:
+    listener.next_callback(float(sys.argv[1]))
+except KeyboardInterrupt:
+    sys.exit(130)
+sys.exit("the wait ended without the interrupt")
+"""
+
+
+def test_ctrl_c_ends_the_wait_for_a_callback_even_when_the_signal_lands_on_another_thread() -> None:
+    """Python runs a signal's handler in the main thread, between bytecodes: a SIGINT that another thread takes (or
+    that the main thread takes just before it blocks) used to wait out the whole login timeout, 5 minutes (seen once
+    in about 55 Ctrl-Cs under load)."""
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_ELSEWHERE, str(HANG * 10)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "waiting\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(HANG) == 130  # a hang bound: the wait itself is ten times longer
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_close_answers_a_taken_but_unanswered_callback_at_once() -> None:

@@ -14,7 +14,8 @@
   is held open until the login answers it, so the page tells the outcome: "logged in" only
   after the code was exchanged and the session stored; the denial, the failure or "not this
   login" otherwise. If the login does not answer within ``answer_timeout`` the page says the
-  outcome is unknown and the terminal has it.
+  outcome is unknown and the terminal has it. ``next_callback`` waits in half-second slices, so a
+  Ctrl-C ends the wait at once even when one of the listener's threads took the signal.
 * Pages never contain a code, token or ``state``; they carry ``Cache-Control: no-store``,
   ``Referrer-Policy: no-referrer`` and a CSP that forbids every load. Requests are not logged
   (http.server would print the query, which holds the code), and a connection the browser
@@ -49,6 +50,7 @@ CALLBACK_PATH: Final = "/callback"
 _MAX_QUERY: Final = 8192
 READ_TIMEOUT: Final = 5.0  # seconds for a connection's request line and headers, all of them
 MAX_CONNECTIONS: Final = 16  # a browser opens at most 6 per host
+_WAIT_SLICE: Final = 0.5  # seconds: how late a Ctrl-C during next_callback may be acted on
 
 _PAGES: Final[dict[CallbackPage | str, tuple[int, str, str]]] = {
     CallbackPage.LOGGED_IN: (200, "Logged in",
@@ -282,10 +284,15 @@ class LoopbackCallbackListener:
         return f"http://{HOST}:{self._port}{CALLBACK_PATH}"
 
     def next_callback(self, timeout: float) -> _Pending | None:
-        try:
-            return self._queue.get(timeout=max(0.0, timeout))
-        except queue.Empty:
-            return None
+        # Waited for in short slices: Python acts on a signal only when the main thread runs bytecode, so a Ctrl-C
+        # taken by another thread, or just before the main thread blocks, would otherwise wait out the whole timeout.
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            try:
+                return self._queue.get(timeout=min(_WAIT_SLICE, max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    return None
 
     def close(self) -> None:
         with self._lock:
