@@ -14,8 +14,9 @@
   is held open until the login answers it, so the page tells the outcome: "logged in" only
   after the code was exchanged and the session stored; the denial, the failure or "not this
   login" otherwise. If the login does not answer within ``answer_timeout`` the page says the
-  outcome is unknown and the terminal has it. ``next_callback`` waits in half-second slices, so a
-  Ctrl-C ends the wait at once even when one of the listener's threads took the signal.
+  outcome is unknown and the terminal has it. ``next_callback`` waits in half-second slices on a
+  ``SimpleQueue``, so a Ctrl-C ends the wait at once even when one of the listener's threads took
+  the signal, and never leaves a lock held that ``close()`` would then wait for.
 * Pages never contain a code, token or ``state``; they carry ``Cache-Control: no-store``,
   ``Referrer-Policy: no-referrer`` and a CSP that forbids every load. Requests are not logged
   (http.server would print the query, which holds the code), and a connection the browser
@@ -205,7 +206,9 @@ class LoopbackCallbackListener:
 
     def __init__(self, *, port: int = 0, answer_timeout: float = 60.0, read_timeout: float = READ_TIMEOUT,
                  max_connections: int = MAX_CONNECTIONS) -> None:
-        self._queue: queue.Queue[_Pending] = queue.Queue()
+        # SimpleQueue, not Queue: Queue.get holds a Python-level mutex that a Ctrl-C landing at the wrong bytecode
+        # leaves locked, and close() (which runs next) then blocks on it forever. SimpleQueue's get is in C.
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
         self._held: set[_Pending] = set()  # callbacks whose browser request waits for an answer
@@ -286,6 +289,7 @@ class LoopbackCallbackListener:
     def next_callback(self, timeout: float) -> _Pending | None:
         # Waited for in short slices: Python acts on a signal only when the main thread runs bytecode, so a Ctrl-C
         # taken by another thread, or just before the main thread blocks, would otherwise wait out the whole timeout.
+        # The queue is a SimpleQueue (see __init__): an interrupted get leaves no lock held.
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             try:
