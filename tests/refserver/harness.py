@@ -57,7 +57,7 @@ class RefServer:
         python: str = sys.executable,
         *,
         port: int = 0,
-        start_timeout: float = 30.0,
+        start_timeout: float = 300.0,  # a hang bound: the ready file or the process's exit ends the wait first
     ) -> None:
         self.state_dir = Path(state_dir)
         self.access_lifetime = access_lifetime

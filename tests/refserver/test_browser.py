@@ -17,6 +17,9 @@ from refserver.testing import authorize_url, pkce, poll, start_device_flow
 
 CHROMIUM = Path("/usr/bin/chromium")
 LOOPBACK_ONLY = ["--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+# Every wait below ends on its event (a page's load, its URL, an element); this bound only catches a hang, so a slow
+# machine makes these tests slower, never red.
+PAGE_HANG_MS = 180_000
 
 
 
@@ -35,7 +38,7 @@ def browser() -> Iterator[object]:
 @pytest.fixture
 def page(browser: object) -> Iterator[object]:
     context = browser.new_context(ignore_https_errors=True)  # the server's certificate comes from a test CA
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(PAGE_HANG_MS)
     yield context.new_page()
     context.close()
 

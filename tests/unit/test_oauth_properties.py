@@ -8,11 +8,12 @@ import string
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from kitty_auth.domain.oauth import (
     CallbackKind,
+    MIN_POLL_INTERVAL,
     DeviceAuthorization,
     Endpoints,
     Pkce,
@@ -197,6 +198,26 @@ def test_never_polls_sooner_than_the_interval(interval: int | None, seen: list[P
     for outcome in seen:
         due = schedule.next_poll(now)
         assert due is not None and due - now >= schedule.interval
+        now = due
+        schedule = schedule.after(outcome)
+
+
+@given(st.one_of(st.none(), st.floats()), outcomes)
+@example(1e-9, [PollOutcome.PENDING] * 5)  # the review's server: 1,362 polls a second before the floor
+@example(0.0, [PollOutcome.PENDING] * 5)
+@example(-1.0, [PollOutcome.PENDING] * 5)
+@example(0.999, [PollOutcome.TRANSIENT, PollOutcome.PENDING])
+@example(float("nan"), [PollOutcome.PENDING])
+@example(float("inf"), [PollOutcome.PENDING])
+def test_no_two_polls_are_closer_than_one_second_whatever_the_server_says(interval: float | None,
+                                                                          seen: list[PollOutcome]) -> None:
+    schedule = PollSchedule.start(T0, _authorization(interval, expires_in=86_400))
+    now = T0
+    for outcome in [PollOutcome.PENDING, *seen]:
+        due = schedule.next_poll(now)
+        if due is None:  # an interval past the code's life: no poll at all
+            return
+        assert due - now >= MIN_POLL_INTERVAL == timedelta(seconds=1)
         now = due
         schedule = schedule.after(outcome)
 

@@ -314,6 +314,15 @@ def test_a_server_slow_down_is_obeyed_without_cap(repo, server, clock, progress)
     assert progress.waits == [5.0, 10.0, 15.0, 20.0]
 
 
+@pytest.mark.parametrize("interval", [1e-9, 0.5])
+def test_a_tiny_interval_still_polls_at_most_once_a_second(repo, server, clock, progress, interval: float) -> None:  # noqa: ANN001
+    server.device_interval = interval
+    server.enforce_interval = False  # this server would take any rate: the client holds back on its own
+    progress.on_wait = lambda n: server.approve_device(progress.shown[0][1].user_code) if n == 5 else None  # type: ignore[union-attr]
+    LoginWithDeviceCode(repo, server, clock).execute(URL, Endpoints.defaults(URL), progress)
+    assert progress.waits == [1.0] * 5 and len(server.polls) == 5
+
+
 def test_denied_device_code_stores_nothing(repo, server, clock, progress) -> None:  # noqa: ANN001
     progress.on_wait = lambda n: server.approve_device(progress.shown[0][1].user_code, deny=True)  # type: ignore[union-attr]
     with pytest.raises(DeviceCodeDeniedError):

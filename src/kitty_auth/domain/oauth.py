@@ -11,10 +11,10 @@ so the rules are property-tested with hypothesis (tests/unit/test_oauth_properti
   checked before anything is sent to them.
 * The loopback callback (RFC 8252): a wrong or missing ``state`` is *foreign*: answered with an
   error page and otherwise ignored; only a callback carrying our ``state`` ends the wait.
-* Device polling (RFC 8628 section 3.5): wait ``interval`` (default 5 s) before each poll;
-  ``slow_down`` adds 5 s for this and every later poll, with no cap; a transient failure
-  (no answer, 5xx, 429) doubles the wait for the next poll only; never poll past the code's
-  expiry.
+* Device polling (RFC 8628 section 3.5): wait ``interval`` (default 5 s, at least 1 s whatever
+  the server says) before each poll; ``slow_down`` adds 5 s for this and every later poll, with
+  no cap; a transient failure (no answer, 5xx, 429) doubles the wait for the next poll only;
+  never poll past the code's expiry.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ DEFAULT_PATHS = {
 MIN_ENTROPY_BYTES = 32  # 43 characters: RFC 7636's minimum verifier length
 MAX_ENTROPY_BYTES = 96  # 128 characters: its maximum
 DEFAULT_POLL_INTERVAL = timedelta(seconds=5)  # RFC 8628 section 3.2: when the server names none
+# Whatever the server names: an `interval` of 1e-9 would poll (and take the credentials lock) ~1,000 times a second.
+MIN_POLL_INTERVAL = timedelta(seconds=1)
 SLOW_DOWN_STEP = timedelta(seconds=5)  # RFC 8628 section 3.5
 
 
@@ -278,8 +280,11 @@ class PollSchedule:
     @classmethod
     def start(cls, requested_at: datetime, authorization: DeviceAuthorization) -> PollSchedule:
         interval = DEFAULT_POLL_INTERVAL
-        if authorization.interval is not None and authorization.interval > 0:
-            interval = timedelta(seconds=authorization.interval)
+        asked = authorization.interval
+        if asked is not None and asked > 0:  # (NaN is not > 0)
+            # Never below the floor; never past the code's life, where it only means "no poll before expiry"
+            # (and keeps an infinite interval out of timedelta).
+            interval = max(MIN_POLL_INTERVAL, timedelta(seconds=min(asked, authorization.expires_in)))
         return cls(interval=interval, expires_at=requested_at + timedelta(seconds=authorization.expires_in))
 
     def after(self, outcome: PollOutcome) -> PollSchedule:
