@@ -13,11 +13,12 @@ result is already there, so a second run only reinstalls this checkout's kitty-a
       installed: ``pip download`` only runs its setup.py for metadata (egg_info); the custom
       install step that would unpack the same folder does not run.
     * A Wine prefix (``prefix/``) that reports Windows 10 (CPython 3.12 needs 8.1 or later).
-    * Three gaps of Wine 8, not of Windows, are worked around: ``bcryptprimitives.dll`` is missing
+    * Gaps of Wine 8, not of Windows, are worked around: ``bcryptprimitives.dll`` is missing
       (a stub built here from ``bcryptprimitives.c``), ``propsys.VariantToString`` is unimplemented
       (``DLLs/_wmi.pyd``, only used by ``platform``, is disabled, and ``platform`` falls back to
       ``ver``) and ``KERNEL32.CopyFile2`` is unimplemented (``sitecustomize.py`` hides it from
-      shutil).
+      shutil). A fourth: CreateProcess now and then fails with ERROR_INTERNAL_ERROR under load;
+      ``sitecustomize.py`` starts the process again (nothing had started).
     * Windows wheels of our dependencies and test tools (``pip download --platform win_amd64
       --only-binary=:all:`` on Linux), installed with the Windows interpreter's own pip. The Linux
       resolver does not see ``sys_platform == "win32"`` markers, so those dependencies (tzdata,

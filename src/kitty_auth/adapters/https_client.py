@@ -250,6 +250,7 @@ class _Flight:
         self._watchdog: threading.Timer | None = None
         self.sent_at: float | None = None  # the request was fully sent (monotonic)
         self.answered = False  # response headers arrived
+        self.deadline_passed = False  # the last wait ended because the whole deadline had passed
 
     def wait(self, deadline: float, started: float, read_timeout: float | None) -> bool:
         """Wait for the outcome; False once ``deadline`` passed, or ``read_timeout`` after sending
@@ -258,6 +259,7 @@ class _Flight:
         while True:
             now = time.monotonic()
             left = started + deadline - now
+            self.deadline_passed = left <= 0
             if read_timeout is not None and self.sent_at is not None and not self.answered:
                 left = min(left, self.sent_at + read_timeout - now)
             if left <= 0:
@@ -615,8 +617,9 @@ class HttpsClient:
                 answered = flight.wait(deadline, started, read_timeout)
                 if not answered and abandon():
                     self._log(method, path, 0, started, note="total deadline exceeded")
-                    waited = time.monotonic() - started
-                    cause = f"no answer within {deadline:g} s" if waited >= deadline else "timed out"
+                    # Which limit ended the wait, as the wait saw it: measuring again could put a deadline
+                    # reached a hair early (Windows' millisecond clock, float rounding) below the deadline.
+                    cause = f"no answer within {deadline:g} s" if flight.deadline_passed else "timed out"
                     raise NetworkError(f"{_host_of(url)}: {cause}")
                 if flight.error is not None:
                     raise flight.error
