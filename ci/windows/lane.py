@@ -19,10 +19,13 @@ result is already there, so a second run only reinstalls this checkout's kitty-a
       ``ver``) and ``KERNEL32.CopyFile2`` is unimplemented (``sitecustomize.py`` hides it from
       shutil). A fourth: CreateProcess now and then fails with ERROR_INTERNAL_ERROR under load;
       ``sitecustomize.py`` starts the process again (nothing had started).
-    * Windows wheels of our dependencies and test tools (``pip download --platform win_amd64
-      --only-binary=:all:`` on Linux), installed with the Windows interpreter's own pip. The Linux
-      resolver does not see ``sys_platform == "win32"`` markers, so those dependencies (tzdata,
-      colorama) are named here.
+    * Windows wheels of our dependencies and test tools at the versions ``requirements-test.lock``
+      pins, hash-checked (``pip download --platform win_amd64 --only-binary=:all: --no-deps
+      --require-hashes`` on Linux), installed with the Windows interpreter's own pip from those files
+      only. pip would evaluate the lock's ``sys_platform == "win32"`` markers for Linux, so
+      ``locked_requirements`` evaluates them for Windows and follows the lock's ``# via`` lines from
+      what the lane needs (tzdata and colorama included). A release elsewhere changes nothing here
+      until the lock is refreshed.
     * The spec-kitty 2.1.3 host's wheel, unpacked, for the interop tests ($SPEC_KITTY_213_SOURCE).
 
 ``test [PYTEST ARGS]``
@@ -241,27 +244,99 @@ def ensure_prefix() -> None:
 
 
 def requirements() -> list[str]:
+    """What the Windows side needs: our dependencies, the test extras it uses, the win32-only ones."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     extras = [r for r in project["optional-dependencies"]["test"]
               if re.match(r"[A-Za-z0-9._-]+", r).group().lower() not in LINUX_ONLY_EXTRAS]  # type: ignore[union-attr]
     return [*project["dependencies"], *extras, *WINDOWS_ONLY]
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_requirements() -> str:
+    """The lock's pins, with their hashes, of ``requirements()`` and everything they need on Windows.
+
+    The lock is one universal resolution (``nox -s lock``): its ``sys_platform == "win32"`` entries
+    are there, but pip would evaluate their markers for this Linux interpreter. So the markers are
+    evaluated here for a Windows CPython 3.12, and what each requirement needs is followed through
+    the lock's ``# via`` lines. Any requirement the lock does not name fails the lane: the lane runs
+    what `make test` runs, never whatever the index serves that day.
+    """
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
+
+    windows = {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt",
+               "platform_machine": "AMD64", "python_version": "3.12", "python_full_version": "3.12.9",
+               "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+    entries: dict[str, dict] = {}
+    current: dict | None = None
+    in_via = False
+    for raw in (REPO / "requirements-test.lock").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        pin = re.match(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$", raw)
+        if pin:
+            name = _canonical(pin.group(1))
+            current = entries[name] = {"pin": f"{pin.group(1)}=={pin.group(2)}", "marker": pin.group(3),
+                                       "hashes": [], "via": set()}
+            in_via = False
+        elif current is not None and line.startswith("--hash="):
+            current["hashes"].append(line.rstrip(" \\"))
+        elif current is not None and line.startswith("# via"):
+            rest = line[len("# via"):].strip()
+            in_via = not rest
+            if rest:
+                current["via"].add(_canonical(rest.split()[0]))
+        elif current is not None and in_via and line.startswith("#   "):
+            current["via"].add(_canonical(line[4:].split()[0]))
+        else:
+            in_via = False
+    wanted = {_canonical(Requirement(r).name) for r in requirements()}
+    missing = wanted - entries.keys()
+    if missing:
+        raise SystemExit(f"requirements-test.lock does not pin {', '.join(sorted(missing))}: run nox -s lock")
+    for name in wanted:
+        pinned = entries[name]["pin"].split("==")[1]
+        for r in requirements():
+            req = Requirement(r)
+            if _canonical(req.name) == name and not req.specifier.contains(pinned, prereleases=True):
+                raise SystemExit(f"requirements-test.lock pins {entries[name]['pin']}, outside {r}: run nox -s lock")
+
+    def applies(name: str) -> bool:
+        marker = entries[name]["marker"]
+        return marker is None or Marker(marker).evaluate(windows)
+
+    chosen = {name for name in wanted if applies(name)} | set(WINDOWS_ONLY)
+    while True:
+        more = {name for name, entry in entries.items()
+                if name not in chosen and entry["via"] & chosen and applies(name)}
+        if not more:
+            break
+        chosen |= more
+    return "".join(
+        f"{entries[name]['pin']} " + " ".join(entries[name]["hashes"]) + "\n" for name in sorted(chosen))
+
+
 def ensure_packages() -> None:
-    reqs = requirements()
-    key = hashlib.sha256("\n".join(reqs).encode()).hexdigest()
+    locked = locked_requirements()
+    key = hashlib.sha256(locked.encode()).hexdigest()
     if stamp_ok("packages", key):
         return
     wheels = DOWNLOADS / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
-    log("downloading Windows wheels: " + ", ".join(reqs))
+    wheels.mkdir(parents=True)
+    pinned = wheels / "requirements-windows.txt"
+    pinned.write_text(locked, encoding="utf-8")
+    log(f"downloading the Windows wheels pinned in requirements-test.lock: {len(locked.splitlines())} packages")
     run([sys.executable, "-m", "pip", "download", "--quiet", "--platform", "win_amd64",
-         "--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:",
-         "-d", str(wheels), *reqs], env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-    log("installing them with the Windows interpreter's pip")
+         "--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:", "--no-deps",
+         "--require-hashes", "-d", str(wheels), "-r", str(pinned)],
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    log("installing them with the Windows interpreter's pip (hashes checked, nothing else from any index)")
     start_wineserver()
     py("-m", "pip", "--isolated", "install", "--quiet", "--no-index", "--find-links", windows_path(wheels),
-       "--no-warn-script-location", *reqs)
+       "--require-hashes", "--no-warn-script-location", "-r", windows_path(pinned))
     stamp("packages", key)
 
 
