@@ -301,36 +301,21 @@ def test_the_page_is_sent_before_close_returns_so_a_cli_that_exits_next_still_sh
     assert answer.startswith(b"HTTP/1.1 200 ") and b"Logged in" in answer
 
 
-CTRL_C_ELSEWHERE = """
-import signal, sys
-from kitty_auth.adapters.oauth_loopback import LoopbackCallbackListener
-listener = LoopbackCallbackListener()  # its threads start with SIGINT deliverable
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # the kernel hands SIGINT to one of them
-print("waiting", flush=True)
+WAIT_FOR_A_CALLBACK = """
 try:
+    print("waiting", flush=True)  # inside the try: a signal sent at once may land before the wait starts
     listener.next_callback(float(sys.argv[1]))
 except KeyboardInterrupt:
     sys.exit(130)
 sys.exit("the wait ended without the interrupt")
 """
 
-
-@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"),
-                    reason="no pthread_sigmask (Windows): a console's Ctrl-C always runs on a thread of its own there, "
-                    "which the next test plays")
-def test_ctrl_c_ends_the_wait_for_a_callback_even_when_the_signal_lands_on_another_thread() -> None:
-    """Python runs a signal's handler in the main thread, between bytecodes: a SIGINT that another thread takes (or
-    that the main thread takes just before it blocks) used to wait out the whole login timeout, 5 minutes (seen once
-    in about 55 Ctrl-Cs under load)."""
-    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_ELSEWHERE, str(HANG * 10)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "waiting\n"
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(HANG) == 130  # a hang bound: the wait itself is ten times longer
-    finally:
-        proc.kill()
-        proc.wait()
-
+CTRL_C_ELSEWHERE = """
+import signal, sys
+from kitty_auth.adapters.oauth_loopback import LoopbackCallbackListener
+listener = LoopbackCallbackListener()  # its threads start with SIGINT deliverable
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # the kernel hands SIGINT to one of them
+""" + WAIT_FOR_A_CALLBACK
 
 CTRL_C_FROM_A_THREAD = """
 import signal, sys, threading, time
@@ -340,26 +325,36 @@ def interrupt():
     time.sleep(0.5)  # the main thread is blocked in the wait by then
     signal.raise_signal(signal.SIGINT)  # the handler runs on this thread, as Windows runs a console's Ctrl-C
 threading.Thread(target=interrupt, daemon=True).start()
-print("waiting", flush=True)
-try:
-    listener.next_callback(float(sys.argv[1]))
-except KeyboardInterrupt:
-    sys.exit(130)
-sys.exit("the wait ended without the interrupt")
-"""
+""" + WAIT_FOR_A_CALLBACK
+
+
+def wait_ends_with_ctrl_c(script: str, *, send_sigint: bool) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", script, str(HANG * 10)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "waiting\n"
+        if send_sigint:
+            time.sleep(0.5)  # most often the child is blocked in the wait by then (the case under test)
+            proc.send_signal(signal.SIGINT)
+        assert proc.wait(HANG) == 130  # a hang bound: the wait itself is ten times longer
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"),
+                    reason="no pthread_sigmask (Windows): a console's Ctrl-C always runs on a thread of its own there, "
+                    "which the next test plays")
+def test_ctrl_c_ends_the_wait_for_a_callback_even_when_the_signal_lands_on_another_thread() -> None:
+    """Python runs a signal's handler in the main thread, between bytecodes: a SIGINT that another thread takes (or
+    that the main thread takes just before it blocks) used to wait out the whole login timeout, 5 minutes (seen once
+    in about 55 Ctrl-Cs under load)."""
+    wait_ends_with_ctrl_c(CTRL_C_ELSEWHERE, send_sigint=True)
 
 
 def test_ctrl_c_handled_on_another_thread_ends_the_wait_for_a_callback() -> None:
     """Windows runs a console's Ctrl-C handler on a new thread; POSIX does the same for a signal raised by a thread.
     Python then only sets a flag for the main thread, which must not be blocked for the whole login timeout."""
-    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_FROM_A_THREAD, str(HANG * 10)], stdout=subprocess.PIPE,
-                            text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "waiting\n"
-        assert proc.wait(HANG) == 130  # a hang bound: the wait itself is ten times longer
-    finally:
-        proc.kill()
-        proc.wait()
+    wait_ends_with_ctrl_c(CTRL_C_FROM_A_THREAD, send_sigint=False)
 
 
 def test_close_answers_a_taken_but_unanswered_callback_at_once() -> None:
