@@ -251,10 +251,6 @@ def requirements() -> list[str]:
     return [*project["dependencies"], *extras, *WINDOWS_ONLY]
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def locked_requirements() -> str:
     """The lock's pins, with their hashes, of ``requirements()`` and everything they need on Windows.
 
@@ -266,6 +262,7 @@ def locked_requirements() -> str:
     """
     from packaging.markers import Marker
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
     windows = {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt",
                "platform_machine": "AMD64", "python_version": "3.12", "python_full_version": "3.12.9",
@@ -277,7 +274,7 @@ def locked_requirements() -> str:
         line = raw.strip()
         pin = re.match(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$", raw)
         if pin:
-            name = _canonical(pin.group(1))
+            name = canonicalize_name(pin.group(1))
             current = entries[name] = {"pin": f"{pin.group(1)}=={pin.group(2)}", "marker": pin.group(3),
                                        "hashes": [], "via": set()}
             in_via = False
@@ -287,21 +284,20 @@ def locked_requirements() -> str:
             rest = line[len("# via"):].strip()
             in_via = not rest
             if rest:
-                current["via"].add(_canonical(rest.split()[0]))
+                current["via"].add(canonicalize_name(rest.split()[0]))
         elif current is not None and in_via and line.startswith("#   "):
-            current["via"].add(_canonical(line[4:].split()[0]))
+            current["via"].add(canonicalize_name(line[4:].split()[0]))
         else:
             in_via = False
-    wanted = {_canonical(Requirement(r).name) for r in requirements()}
+    reqs = [Requirement(r) for r in requirements()]
+    wanted = {canonicalize_name(req.name) for req in reqs}
     missing = wanted - entries.keys()
     if missing:
         raise SystemExit(f"requirements-test.lock does not pin {', '.join(sorted(missing))}: run nox -s lock")
-    for name in wanted:
-        pinned = entries[name]["pin"].split("==")[1]
-        for r in requirements():
-            req = Requirement(r)
-            if _canonical(req.name) == name and not req.specifier.contains(pinned, prereleases=True):
-                raise SystemExit(f"requirements-test.lock pins {entries[name]['pin']}, outside {r}: run nox -s lock")
+    for req in reqs:
+        pin = entries[canonicalize_name(req.name)]["pin"]
+        if not req.specifier.contains(pin.split("==")[1], prereleases=True):
+            raise SystemExit(f"requirements-test.lock pins {pin}, outside {req}: run nox -s lock")
 
     def applies(name: str) -> bool:
         marker = entries[name]["marker"]
